@@ -1,0 +1,349 @@
+"""The interface every CRM adapter implements, and what they share: errors, retries, verification, ranking.
+
+An adapter is built once per account and process (``build_adapter``) with the account's CRM instance and
+region and the process's shared ``aiohttp.ClientSession``. It never stores credentials: each call gets the
+``Credentials`` of the extension session that provided them (CONTRACT §5).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+import aiohttp
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+
+from hejcti import phones
+from hejcti.errors import HejctiError
+
+Kind = Literal["contact", "lead", "account", "person", "organization", "user"]
+PERSON_KINDS = frozenset({"contact", "lead", "person", "user"})
+
+
+# --------------------------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An access token from an extension session. Held in memory only; ``repr`` never shows it."""
+
+    access_token: str = field(repr=False)
+    instance_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Contact:
+    """One verified CRM record for a caller. ``public()`` is what the extension sees (CONTRACT §5)."""
+
+    crm: str
+    kind: Kind
+    id: str
+    name: str
+    company: str | None = None
+    url: str | None = None
+    match: phones.Match = "exact"
+    owner_id: str | None = None
+    modified_at: datetime | None = None
+    # what call records need to link the record to its company (Salesforce WhatId, Pipedrive org_id, …)
+    parent_id: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "crm": self.crm,
+            "kind": self.kind,
+            "id": self.id,
+            "name": self.name,
+            "company": self.company,
+            "url": self.url,
+        }
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """What the CRM gets after a call (one per call: legs sharing an ``xcid`` are one record)."""
+
+    key: str  # idempotency key: xcid, else the first leg's callId
+    call_id: str
+    direction: Literal["in", "out"]
+    number: str | None  # the other party, E.164, None when anonymous
+    own_number: str | None  # our side, E.164
+    answered: bool
+    voicemail: bool
+    cause: str
+    started_at: datetime
+    ended_at: datetime
+    duration_s: int | None
+    contact: Contact | None  # best match, if any
+    owner: str | None  # the mapped CRM user id of the answering (or rung) sipgate user
+    sipgate_user: str | None
+    note: str | None = None
+
+    @property
+    def outcome(self) -> str:
+        if self.voicemail:
+            return "voicemail"
+        return "answered" if self.answered else "missed"
+
+    def subject(self, region: str) -> str:
+        who = phones.display(self.number, region) or "anonymous caller"
+        if self.direction == "in":
+            return f"{'Inbound' if self.answered else 'Missed'} call from {who}"
+        return f"Outbound call to {who}"
+
+    def description(self, region: str) -> str:
+        lines = [f"{self.outcome.capitalize()} call via sipgate ({self.cause})."]
+        if self.duration_s is not None:
+            lines.append(f"Talk time: {self.duration_s} s.")
+        if self.note:
+            lines.append("")
+            lines.append(self.note)
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class LoggedRecord:
+    record_id: str
+    url: str | None = None
+
+
+# ------------------------------------------------------------------------------------------- errors
+
+
+class CrmError(HejctiError):
+    """A CRM call failed. ``kind`` labels the metric ``hejcti_crm_errors_total{crm,kind}``."""
+
+    kind: ClassVar[str] = "error"
+
+    def __init__(self, message: str, *, crm: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.crm = crm
+        self.status = status
+
+
+class CrmCredentialsMissingError(CrmError):
+    """No session of a user the call rings for has sent ``crm.credentials``."""
+
+    kind = "missing_credentials"
+
+
+class CrmAuthError(CrmError):
+    """The access token is expired or invalid (401 in the CRM's own shape): ask the session for a new one."""
+
+    kind = "auth"
+
+
+class CrmTransientError(CrmError):
+    """Worth retrying: timeouts, connection errors, 429 (with ``retry_after`` when the CRM says), 5xx."""
+
+    kind = "transient"
+
+    def __init__(self, message: str, *, crm: str = "", status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, crm=crm, status=status)
+        self.retry_after = retry_after
+
+
+class CrmRateLimitError(CrmTransientError):
+    kind = "rate_limit"
+
+
+class CrmTimeoutError(CrmTransientError):
+    kind = "timeout"
+
+
+class CrmPermanentError(CrmError):
+    """Not worth retrying: 400, 403 (other than a rate limit), 404, malformed JSON, a shape we do not know."""
+
+    kind = "permanent"
+
+
+# ---------------------------------------------------------------------------------------- ranking
+
+
+def rank(contacts: list[Contact], crm_user: str | None = None) -> list[Contact]:
+    """Best first: exact before suffix, person before company, the mapped CRM user's own records, newest."""
+
+    def key(c: Contact) -> tuple[int, int, int, float]:
+        return (
+            0 if c.match == "exact" else 1,
+            0 if c.kind in PERSON_KINDS else 1,
+            0 if crm_user and c.owner_id == crm_user else 1,
+            -(c.modified_at.timestamp() if c.modified_at else 0.0),
+        )
+
+    unique: dict[tuple[str, str], Contact] = {}
+    for c in contacts:
+        unique.setdefault((c.kind, c.id), c)
+    return sorted(unique.values(), key=key)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ISO 8601 as the CRMs send it (``Z``, ``+0000``, ``.000+0000``, epoch milliseconds)."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value).astimezone()
+    text = str(value).strip().replace("Z", "+00:00")
+    if len(text) > 5 and text[-5] in "+-" and text[-3] != ":" and text[-4:].isdigit():
+        text = text[:-2] + ":" + text[-2:]
+    if " " in text and "T" not in text:
+        text = text.replace(" ", "T", 1)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.astimezone()
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """``Retry-After`` in seconds (or an HTTP date), else ``X-RateLimit-Reset`` seconds, else None."""
+    value = headers.get("Retry-After") if headers is not None else None
+    if value is None and headers is not None:
+        value = headers.get("X-RateLimit-Reset")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        from email.utils import parsedate_to_datetime
+
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------- adapter
+
+
+@dataclass
+class Response:
+    status: int
+    headers: Any
+    text: str
+
+    def json(self) -> Any:
+        return json.loads(self.text) if self.text else None
+
+
+class CrmAdapter:
+    """Base of all adapters. Subclasses set ``kind`` and implement ``lookup``, ``log_call``, ``append_note``;
+    they override ``classify`` where their CRM signals expiry or rate limits in its own shape."""
+
+    kind: ClassVar[str] = ""
+    needs_credentials: ClassVar[bool] = True
+    #: how long one HTTP attempt may take; retries stop once ``budget`` seconds have passed
+    request_timeout: float = 10.0
+    max_attempts: int = 4
+
+    def __init__(self, *, instance: str | None, region: str, http: aiohttp.ClientSession | None,
+                 budget: float = 1.5) -> None:
+        self.instance = (instance or "").rstrip("/") or None
+        self.region = region
+        self.http = http
+        self.budget = budget
+
+    # -- the interface --------------------------------------------------------------------------
+
+    async def lookup(self, e164: str, creds: Credentials | None, *, crm_user: str | None = None) -> list[Contact]:
+        """Every record whose phone verifies against ``e164``, ranked best first (``rank``)."""
+        raise NotImplementedError
+
+    async def log_call(self, record: CallRecord, creds: Credentials | None) -> LoggedRecord:
+        """Create the call record in the CRM and return its id and deep link."""
+        raise NotImplementedError
+
+    async def append_note(self, record_id: str, text: str, creds: Credentials | None) -> None:
+        """Append ``text`` to the description/body of an existing call record."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release what the adapter holds (files, caches). The HTTP session belongs to the app."""
+
+    # -- shared helpers for subclasses ------------------------------------------------------------
+
+    def base_url(self, creds: Credentials | None, default: str | None = None) -> str:
+        """The API base: the account's ``--crm-instance`` if set (an admin's choice wins over what a session
+        says, so a session cannot point the server elsewhere), else the session's ``instance_url``, else default."""
+        base = self.instance or (creds.instance_url if creds and creds.instance_url else None) or default
+        if not base:
+            raise CrmPermanentError("no CRM instance URL configured", crm=self.kind)
+        return base.rstrip("/")
+
+    def auth_headers(self, creds: Credentials | None) -> dict[str, str]:
+        if creds is None:
+            raise CrmCredentialsMissingError("no CRM credentials from any session", crm=self.kind)
+        return {"Authorization": f"Bearer {creds.access_token}"}
+
+    def classify(self, resp: Response) -> CrmError:
+        """Map a non-2xx answer to an error. Override for CRM-specific shapes (call super() for the rest)."""
+        status = resp.status
+        if status == 401:
+            return CrmAuthError(f"HTTP 401 from {self.kind}", crm=self.kind, status=status)
+        if status == 429:
+            return CrmRateLimitError(f"HTTP 429 from {self.kind}", crm=self.kind, status=status,
+                                     retry_after=retry_after_seconds(resp.headers))
+        if status >= 500:
+            return CrmTransientError(f"HTTP {status} from {self.kind}", crm=self.kind, status=status,
+                                     retry_after=retry_after_seconds(resp.headers))
+        return CrmPermanentError(f"HTTP {status} from {self.kind}", crm=self.kind, status=status)
+
+    async def request(self, method: str, url: str, *, creds: Credentials | None, budget: float | None = None,
+                      headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
+        """One CRM call with retries on transient errors (tenacity), honouring ``Retry-After`` while it
+        fits in ``budget`` seconds. Returns the decoded JSON (None for an empty body). Raises ``CrmError``."""
+        all_headers = {"Accept": "application/json", **self.auth_headers(creds), **(headers or {})}
+        budget = self.budget if budget is None else budget
+        started = time.monotonic()
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            hinted = getattr(exc, "retry_after", None)
+            delay = hinted if hinted is not None else min(2.0, 0.1 * 2 ** (state.attempt_number - 1))
+            delay += random.uniform(0, 0.05)
+            if time.monotonic() - started + delay > budget:
+                raise exc  # type: ignore[misc]  # no room left: fail now with the real error
+            return delay
+
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(CrmTransientError),
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait,
+            reraise=True,
+        ):
+            with attempt:
+                return await self._once(method, url, all_headers, kwargs)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _once(self, method: str, url: str, headers: dict[str, str], kwargs: dict[str, Any]) -> Any:
+        if self.http is None:
+            raise CrmPermanentError("adapter has no HTTP session", crm=self.kind)
+        try:
+            async with self.http.request(
+                method, url, headers=headers, timeout=aiohttp.ClientTimeout(total=self.request_timeout), **kwargs
+            ) as r:
+                resp = Response(r.status, r.headers, await r.text(errors="replace"))
+        except TimeoutError as e:
+            raise CrmTimeoutError(f"{self.kind} did not answer in {self.request_timeout:g} s", crm=self.kind) from e
+        except aiohttp.ClientError as e:
+            raise CrmTransientError(f"cannot reach {self.kind}: {type(e).__name__}", crm=self.kind) from e
+        if not 200 <= resp.status < 300:
+            raise self.classify(resp)
+        try:
+            return resp.json()
+        except ValueError as e:
+            raise CrmPermanentError(f"malformed JSON from {self.kind}", crm=self.kind, status=resp.status) from e
+
+
+def body_json(resp: Response) -> Any:
+    """The error body as JSON, or None when it is not JSON (HTML error pages, plain-text 429s)."""
+    try:
+        return resp.json()
+    except ValueError:
+        return None
+

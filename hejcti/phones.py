@@ -1,0 +1,139 @@
+"""Phone numbers: parsing sipgate's wire format, variants for CRM searches, verification, masking.
+
+Pure functions, no I/O. E.164 strings here always carry the leading ``+``.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Literal
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberFormat
+
+Match = Literal["exact", "suffix"]
+_DIGITS = re.compile(r"\D+")
+_MIN_SUFFIX = 7
+
+
+def digits(value: str) -> str:
+    return _DIGITS.sub("", value or "")
+
+
+def from_sipgate(value: str | None) -> str | None:
+    """sipgate sends E.164 digits without ``+``, or ``anonymous``. Anything else is no number."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.startswith("+"):
+        value = value[1:]
+    if not value.isdigit() or not 3 <= len(value) <= 15:
+        return None
+    return "+" + value
+
+
+@lru_cache(maxsize=65536)
+def normalize(value: str, region: str) -> str | None:
+    """Any common written form (national, international, 00-prefixed, formatted) to E.164, or None."""
+    if not value:
+        return None
+    raw = value.strip()
+    if raw.startswith("00"):
+        raw = "+" + raw[2:]
+    try:
+        parsed = phonenumbers.parse(raw, region.upper())
+    except NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
+
+
+def _parse(e164: str) -> phonenumbers.PhoneNumber | None:
+    try:
+        return phonenumbers.parse(e164, None)
+    except NumberParseException:
+        return None
+
+
+@lru_cache(maxsize=65536)
+def display(e164: str | None, region: str) -> str | None:
+    """The number as a person in the account's region writes it: national format at home, else international."""
+    if not e164:
+        return None
+    parsed = _parse(e164)
+    if parsed is None:
+        return e164
+    home = phonenumbers.country_code_for_region(region.upper())
+    fmt = PhoneNumberFormat.NATIONAL if parsed.country_code == home else PhoneNumberFormat.INTERNATIONAL
+    return phonenumbers.format_number(parsed, fmt)
+
+
+@lru_cache(maxsize=16384)
+def variants(e164: str, region: str) -> tuple[str, ...]:
+    """The forms a CRM may have stored the number in, most specific first, without duplicates.
+
+    ``+493012345678``, ``493012345678``, ``00493012345678``, ``03012345678``, ``3012345678`` and the
+    formatted forms (``+49 30 12345678``, ``030 12345678``; ``(513) 555-7611`` for NANP numbers).
+    """
+    parsed = _parse(e164)
+    plain = e164.lstrip("+")
+    out = [e164, plain, "00" + plain]
+    if parsed is not None:
+        nsn = phonenumbers.national_significant_number(parsed)
+        national = phonenumbers.format_number(parsed, PhoneNumberFormat.NATIONAL)
+        out += [
+            digits(national),
+            nsn,
+            phonenumbers.format_number(parsed, PhoneNumberFormat.INTERNATIONAL),
+            national,
+        ]
+        if parsed.country_code == 1 and len(nsn) == 10:
+            out += [f"({nsn[:3]}) {nsn[3:6]}-{nsn[6:]}", f"{nsn[:3]}-{nsn[3:6]}-{nsn[6:]}"]
+    seen: dict[str, None] = {}
+    for v in out:
+        if v and v not in seen:
+            seen[v] = None
+    return tuple(seen)
+
+
+def national_significant(e164: str) -> str:
+    parsed = _parse(e164)
+    return phonenumbers.national_significant_number(parsed) if parsed else e164.lstrip("+")
+
+
+def match(stored: str | None, e164: str, region: str) -> Match | None:
+    """Verify a CRM's stored phone against the caller: ``exact`` (same E.164), ``suffix`` (same last
+    national-significant digits, at least seven), or None."""
+    if not stored:
+        return None
+    if normalize(stored, region) == e164:
+        return "exact"
+    nsn = national_significant(e164)
+    got = digits(stored)
+    if len(nsn) >= _MIN_SUFFIX and len(got) >= _MIN_SUFFIX and got.endswith(nsn):
+        return "exact" if got in (e164.lstrip("+"), "00" + e164.lstrip("+"), nsn, "0" + nsn) else "suffix"
+    tail = min(len(nsn), len(got))
+    if tail >= _MIN_SUFFIX and got[-tail:] == nsn[-tail:] and len(got) < len(nsn):
+        return "suffix"
+    return None
+
+
+def best_match(stored: list[str | None], e164: str, region: str) -> Match | None:
+    found: Match | None = None
+    for value in stored:
+        m = match(value, e164, region)
+        if m == "exact":
+            return m
+        found = found or m
+    return found
+
+
+def mask(value: object) -> str:
+    """For logs: every digit but the last three replaced, so an operator can tell calls apart."""
+    text = str(value) if value is not None else ""
+    d = digits(text)
+    if len(d) < 4:
+        return "***" if d else text
+    return "…" + d[-3:]
