@@ -1,0 +1,169 @@
+"""Accounts and users: what the CLI (and the demo) do to them. Tokens are shown once, stored as hashes."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import phonenumbers
+
+from hejcti import tokens
+from hejcti.config import Settings
+from hejcti.crm import KINDS
+from hejcti.crm.directory import DirectoryError, load
+from hejcti.errors import BadRequestError, NotFoundError
+from hejcti.models import iso
+from hejcti.store import Store
+
+
+def webhook_url(settings: Settings, token: str) -> str:
+    return f"{settings.base_url}/webhooks/sipgate/{token}"
+
+
+def _check_instance(kind: str, instance: str | None, region: str) -> str | None:
+    if instance is None or instance == "":
+        if kind == "directory":
+            raise BadRequestError("--crm directory needs --crm-instance PATH of a CSV file "
+                                  "with the header id,name,company,phone,email,url")
+        return None
+    if kind == "directory":
+        path = os.path.abspath(instance)
+        try:
+            load(path, region)
+        except DirectoryError as e:
+            raise BadRequestError(str(e)) from e
+        return path
+    if kind == "zendesk" and "://" not in instance:
+        if not instance.replace("-", "").isalnum():
+            raise BadRequestError(f"--crm-instance for zendesk is a subdomain or URL, not {instance!r}")
+        return instance
+    if not instance.startswith(("https://", "http://")):
+        raise BadRequestError(f"--crm-instance for {kind} is a URL starting with https://, not {instance!r}")
+    return instance.rstrip("/")
+
+
+def _check_region(region: str) -> str:
+    region = region.upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise BadRequestError(f"--region {region!r} is not an ISO country code phonenumbers knows")
+    return region
+
+
+def _account(row: Any) -> dict[str, Any]:
+    return {"account_id": row["id"], "name": row["name"], "crm": row["crm_kind"],
+            "crm_instance": row["crm_instance"], "region": row["region"], "log_calls": row["log_calls"],
+            "users": row["users"], "created_at": iso(row["created_at"])}
+
+
+def _user(row: Any) -> dict[str, Any]:
+    return {"user_id": row["id"], "account_id": row["account_id"], "sipgate_user": row["sipgate_user"],
+            "crm_user": row["crm_user"], "created_at": iso(row["created_at"])}
+
+
+class Admin:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    async def create_account(self, *, name: str, crm: str, crm_instance: str | None = None, region: str = "DE",
+                             log_calls: bool = True) -> dict[str, Any]:
+        if not name.strip():
+            raise BadRequestError("--name must not be empty")
+        if crm not in KINDS:
+            raise BadRequestError(f"--crm must be one of {' '.join(KINDS)}")
+        region = _check_region(region)
+        instance = _check_instance(crm, crm_instance, region)
+        if crm == "directory":
+            log_calls = False  # a CSV file has no place for call records
+        account_id = tokens.new_id("acc")
+        nonce = tokens.nonce()
+        webhook = tokens.webhook_token(self.settings.resolved_secret_key(), account_id, nonce)
+        admin = tokens.new()
+        await self.store.fetchval("account_insert", account_id, name.strip(), crm, instance, region, log_calls,
+                                  tokens.digest(webhook), nonce, tokens.digest(admin))
+        return {"account_id": account_id, "webhook_url": webhook_url(self.settings, webhook),
+                "webhook_token": webhook, "admin_token": admin}
+
+    async def list_accounts(self) -> dict[str, Any]:
+        return {"accounts": [_account(r) for r in await self.store.fetch("account_list")]}
+
+    async def show_account(self, account_id: str) -> dict[str, Any]:
+        row = await self.store.fetchrow("account_get", account_id)
+        if row is None:
+            raise NotFoundError(f"no account {account_id!r}")
+        out = _account(row)
+        out["webhook_url"] = webhook_url(self.settings, await self.webhook_token(account_id))
+        return out
+
+    async def delete_account(self, account_id: str) -> dict[str, Any]:
+        if await self.store.fetchval("account_delete", account_id) is None:
+            raise NotFoundError(f"no account {account_id!r}")
+        return {"account_id": account_id, "deleted": True}
+
+    async def rotate_webhook(self, account_id: str) -> dict[str, Any]:
+        nonce = tokens.nonce()
+        webhook = tokens.webhook_token(self.settings.resolved_secret_key(), account_id, nonce)
+        if await self.store.fetchval("account_rotate_webhook", account_id, tokens.digest(webhook), nonce) is None:
+            raise NotFoundError(f"no account {account_id!r}")
+        return {"account_id": account_id, "webhook_url": webhook_url(self.settings, webhook),
+                "webhook_token": webhook}
+
+    async def webhook_token(self, account_id: str) -> str:
+        row = await self.store.fetchrow("account_webhook", account_id)
+        if row is None:
+            raise NotFoundError(f"no account {account_id!r}")
+        token = tokens.webhook_token(self.settings.resolved_secret_key(), account_id, bytes(row["webhook_nonce"]))
+        if not tokens.same(token, bytes(row["webhook_token_hash"])):
+            raise BadRequestError("SECRET_KEY is not the one this account was created with")
+        return token
+
+    async def region(self, account_id: str) -> str:
+        row = await self.store.fetchrow("account_webhook", account_id)
+        if row is None:
+            raise NotFoundError(f"no account {account_id!r}")
+        return row["region"]
+
+    async def add_user(self, *, account_id: str, sipgate_user: str, crm_user: str | None = None) -> dict[str, Any]:
+        if await self.store.fetchrow("account_get", account_id) is None:
+            raise NotFoundError(f"no account {account_id!r}")
+        sipgate_user = sipgate_user.strip()
+        if not sipgate_user or len(sipgate_user) > 64 or not sipgate_user.isalnum():
+            raise BadRequestError(f"--sipgate-user is a sipgate user id like w0, not {sipgate_user!r}")
+        import asyncpg
+
+        token = tokens.new()
+        user_id = tokens.new_id("usr")
+        try:
+            await self.store.fetchval("user_insert", user_id, account_id, sipgate_user, crm_user or None,
+                                      tokens.digest(token))
+        except asyncpg.UniqueViolationError as e:
+            raise BadRequestError(f"account {account_id} already has sipgate user {sipgate_user}") from e
+        return {"user_id": user_id, "token": token}
+
+    async def list_users(self, account_id: str) -> dict[str, Any]:
+        if await self.store.fetchrow("account_get", account_id) is None:
+            raise NotFoundError(f"no account {account_id!r}")
+        return {"account_id": account_id, "users": [_user(r) for r in await self.store.fetch("user_list", account_id)]}
+
+    async def map_user(self, user_id: str, crm_user: str) -> dict[str, Any]:
+        row = await self.store.fetchrow("user_map", user_id, crm_user or None)
+        if row is None:
+            raise NotFoundError(f"no user {user_id!r}")
+        return _user(row)
+
+    async def new_user_token(self, user_id: str) -> dict[str, Any]:
+        token = tokens.new()
+        if await self.store.fetchval("user_token", user_id, tokens.digest(token)) is None:
+            raise NotFoundError(f"no user {user_id!r}")
+        return {"user_id": user_id, "token": token}
+
+    async def remove_user(self, user_id: str) -> dict[str, Any]:
+        if await self.store.fetchval("user_remove", user_id) is None:
+            raise NotFoundError(f"no user {user_id!r}")
+        return {"user_id": user_id, "removed": True}
+
+    async def export(self, account_id: str) -> dict[str, Any]:
+        data = await self.store.fetchval("export_account", account_id)
+        if not data or data.get("account") is None:
+            raise NotFoundError(f"no account {account_id!r}")
+        return data

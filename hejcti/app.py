@@ -1,0 +1,176 @@
+"""``create_app(settings, database_url)``: the one factory. Every resource (pool, HTTP client, ingest,
+listener, workers, reaper, call-record jobs) is opened and closed through ``cleanup_ctx``; open WebSockets
+are closed with 1001 in ``on_shutdown``.
+
+Roles: ``web`` takes webhooks; ``worker`` serves extension sessions and runs the listener, fan-out,
+reaper and call-record jobs; ``all`` (the default) does both. Health and metrics are served by every role.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Literal
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+
+from hejcti import db, logs
+from hejcti.config import Settings
+from hejcti.lookup import Accounts, Lookups
+from hejcti.metrics import Metrics
+from hejcti.sessions import Hub
+from hejcti.store import UNAVAILABLE, Store
+from hejcti.ws import WebSocketHandler, close_sessions
+from webhooks.handler import WebhookHandler
+from webhooks.ingest import Ingest
+from workers.fanout import Fanout
+from workers.listener import Listener
+from workers.reaper import Reaper
+from workers.records import Records
+
+log = logs.get("hejcti.app")
+Role = Literal["all", "web", "worker"]
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
+POOL = web.AppKey("pool", asyncpg.Pool)
+STORE = web.AppKey("store", Store)
+HUB = web.AppKey("hub", Hub)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+INGEST = web.AppKey("ingest", Ingest)
+FANOUT = web.AppKey("fanout", Fanout)
+LISTENER = web.AppKey("listener", Listener)
+REAPER = web.AppKey("reaper", Reaper)
+RECORDS = web.AppKey("records", Records)
+LOOKUPS = web.AppKey("lookups", Lookups)
+WS = web.AppKey("ws", WebSocketHandler)
+
+
+def create_app(settings: Settings, database_url: str, role: Role = "all") -> web.Application:
+    app = web.Application(client_max_size=64 * 1024 + 1)
+    app[SETTINGS] = settings
+    app[METRICS] = metrics = Metrics()
+    app[HUB] = hub = Hub(metrics)
+    serve_web = role in ("all", "web")
+    serve_worker = role in ("all", "worker")
+
+    async def pool_ctx(app: web.Application) -> AsyncIterator[None]:
+        pool = await db.create_pool(database_url, min_size=2, max_size=settings.pool_size)
+        app[POOL] = pool
+        app[STORE] = Store(pool)
+        yield
+        await asyncio.wait_for(pool.close(), 10)
+
+    async def http_ctx(app: web.Application) -> AsyncIterator[None]:
+        app[HTTP] = session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=30), headers={"User-Agent": "hejcti"},
+            connector=aiohttp.TCPConnector(limit=200, ttl_dns_cache=300))
+        yield
+        await session.close()
+
+    async def ingest_ctx(app: web.Application) -> AsyncIterator[None]:
+        app[INGEST] = ingest = Ingest(app[POOL], metrics)
+        ingest.start()
+        yield
+        await ingest.stop()
+
+    async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
+        store = app[STORE]
+        accounts = Accounts(store)
+        app[LOOKUPS] = lookups = Lookups(http=app[HTTP], metrics=metrics,
+                                         deadline_s=settings.lookup_deadline_ms / 1000,
+                                         cache_ttl_s=settings.cache_ttl_s,
+                                         credentials_wait_s=settings.credentials_wait_s)
+        app[FANOUT] = fanout = Fanout(hub=hub, store=store, accounts=accounts, lookups=lookups, metrics=metrics,
+                                      deadline_s=settings.lookup_deadline_ms / 1000, workers=settings.workers,
+                                      resume_window_s=settings.resume_window_s)
+        app[RECORDS] = records = Records(pool=app[POOL], hub=hub, accounts=accounts, lookups=lookups,
+                                         metrics=metrics, credentials_wait_s=settings.credentials_wait_s)
+        app[WS].replay = fanout.replay
+        app[WS].note = records.add_note
+        app[LISTENER] = listener = Listener(database_url, _deliver(fanout, records), metrics,
+                                            poll_interval=settings.poll_interval_s)
+        app[REAPER] = reaper = Reaper(app[POOL], interval=settings.reaper_interval_s,
+                                      ring_timeout_s=settings.ring_timeout_s,
+                                      talk_timeout_s=settings.talk_timeout_s,
+                                      retention_days=settings.retention_days)
+        fanout.start()
+        listener.start()
+        reaper.start()
+        records.start()
+        yield
+        await listener.stop()
+        await fanout.drain()
+        await records.stop()
+        await reaper.stop()
+        await lookups.close()
+
+    app.cleanup_ctx.append(pool_ctx)
+    app.cleanup_ctx.append(http_ctx)
+    if serve_web:
+        app.cleanup_ctx.append(ingest_ctx)
+        app.router.add_post("/webhooks/sipgate/{token}", _lazy_webhook(settings, metrics))
+    if serve_worker:
+        app[WS] = ws = WebSocketHandler(settings=settings, store=_LazyStore(app), hub=hub, metrics=metrics)
+        app.cleanup_ctx.append(worker_ctx)
+        app.router.add_get("/ws", ws)
+
+        async def on_shutdown(app: web.Application) -> None:
+            await close_sessions(hub, ws)
+
+        app.on_shutdown.append(on_shutdown)
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
+    return app
+
+
+def _deliver(fanout: Fanout, records: Records):  # type: ignore[no-untyped-def]
+    def deliver(ev):  # type: ignore[no-untyped-def]
+        fanout.submit(ev)
+        records.notice(ev)
+
+    return deliver
+
+
+def _lazy_webhook(settings: Settings, metrics: Metrics):  # type: ignore[no-untyped-def]
+    """The handler needs the ingest, which exists once the app has started."""
+    handler: list[WebhookHandler] = []
+
+    async def view(request: web.Request) -> web.Response:
+        if not handler:
+            handler.append(WebhookHandler(settings, request.app[INGEST], metrics))
+        return await handler[0](request)
+
+    return view
+
+
+class _LazyStore(Store):
+    """The WebSocket handler is built before the pool exists; it reads the app's store when it runs."""
+
+    def __init__(self, app: web.Application) -> None:  # noqa: D107
+        self._app = app
+
+    @property  # type: ignore[override]
+    def pool(self) -> asyncpg.Pool:
+        return self._app[POOL]
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    try:
+        await asyncio.wait_for(request.app[POOL].fetchval("SELECT 1"), timeout=1.0)
+    except (*UNAVAILABLE, asyncpg.PostgresError):
+        return web.json_response({"status": "unavailable", "database": "down"}, status=503)
+    return web.json_response({"status": "ready", "database": "up"})
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[METRICS].render(), content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})

@@ -1,0 +1,251 @@
+"""``hejcti``: the command line (CONTRACT §3). ``--json`` prints exactly one JSON object on stdout; errors go
+to stderr as one line, with a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from hejcti import __version__, db, logs
+from hejcti.config import Settings
+from hejcti.crm import KINDS
+from hejcti.errors import HejctiError
+
+log = logs.get("hejcti.cli")
+
+#: settings a flag of the same name overrides (CONTRACT §2)
+SETTING_FLAGS = ("database_url", "data_dir", "host", "port", "public_url", "secret_key", "log_format", "log_level",
+                 "sipgate_allowed_ips", "sipgate_signature", "trusted_proxies", "lookup_deadline_ms",
+                 "retention_days")
+
+
+def _settings_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("settings (each also HEJCTI_<NAME>; a flag wins)")
+    for name in SETTING_FLAGS:
+        if name in ("host", "port"):
+            continue  # serve declares them itself; --url/--public-url cover the rest
+        g.add_argument("--" + name.replace("_", "-"), dest=name, default=None, metavar=name.upper())
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _settings_parent()
+    parser = argparse.ArgumentParser(prog="hejcti", description="Hej CTI: sipgate calls to CRM screen-pops")
+    parser.add_argument("--version", action="version", version=f"hejcti {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("serve", parents=[common], help="run the server")
+    s.add_argument("--host", default=None)
+    s.add_argument("--port", type=int, default=None)
+    s.add_argument("--role", choices=("all", "web", "worker"), default="all")
+
+    sub.add_parser("migrate", parents=[common], help="apply schema.sql (safe to run again)")
+
+    acc = sub.add_parser("account", help="accounts").add_subparsers(dest="action", required=True, metavar="ACTION")
+    c = acc.add_parser("create", parents=[common], help="create an account")
+    c.add_argument("--name", required=True)
+    c.add_argument("--crm", required=True, choices=KINDS, metavar="KIND", help=" ".join(KINDS))
+    c.add_argument("--crm-instance", default=None)
+    c.add_argument("--region", default="DE")
+    c.add_argument("--no-log-calls", action="store_true")
+    acc.add_parser("list", parents=[common])
+    for action in ("show", "delete", "rotate-webhook"):
+        a = acc.add_parser(action, parents=[common])
+        a.add_argument("account_id", metavar="ID")
+
+    usr = sub.add_parser("user", help="users").add_subparsers(dest="action", required=True, metavar="ACTION")
+    u = usr.add_parser("add", parents=[common])
+    u.add_argument("--account", required=True)
+    u.add_argument("--sipgate-user", required=True)
+    u.add_argument("--crm-user", default=None)
+    ul = usr.add_parser("list", parents=[common])
+    ul.add_argument("--account", required=True)
+    um = usr.add_parser("map", parents=[common])
+    um.add_argument("user_id", metavar="USER_ID")
+    um.add_argument("--crm-user", required=True)
+    for action in ("token", "remove"):
+        a = usr.add_parser(action, parents=[common])
+        a.add_argument("user_id", metavar="USER_ID")
+
+    sim = sub.add_parser("simulate-call", parents=[common], help="post one call's pushes to a running server")
+    sim.add_argument("--account", required=True)
+    sim.add_argument("--from", dest="number_from", required=True)
+    sim.add_argument("--to", dest="number_to", required=True)
+    sim.add_argument("--user", required=True)
+    sim.add_argument("--answer-by", default=None)
+    sim.add_argument("--hangup", default=None, metavar="CAUSE")
+    sim.add_argument("--url", default=None, metavar="BASE")
+    sim.add_argument("--direction", choices=("in", "out"), default="in")
+    sim.add_argument("--delay", type=float, default=1.0, help="seconds between the pushes")
+
+    ex = sub.add_parser("export", parents=[common], help="every stored datum of an account, as JSON")
+    ex.add_argument("--account", required=True)
+
+    sub.add_parser("demo", parents=[common], help="one simulated call end to end")
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    overrides = {k: getattr(args, k) for k in (*SETTING_FLAGS,) if getattr(args, k, None) is not None}
+    return Settings(**overrides)
+
+
+async def with_store(settings: Settings, fn: Callable[[Any], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """Run ``fn(admin)`` against the database: the shared one, or the embedded one (found running, or started)."""
+    from hejcti.admin import Admin
+    from hejcti.store import Store
+
+    embedded = db.Embedded(settings.data_dir) if settings.embedded else None
+    try:
+        url = await asyncio.to_thread(db.database_url, settings, embedded)
+        await db.migrate(url)
+        pool = await db.create_pool(url, min_size=1, max_size=2)
+        try:
+            return await fn(Admin(Store(pool), settings))
+        finally:
+            await pool.close()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+async def run_command(args: argparse.Namespace, settings: Settings) -> dict[str, Any] | None:
+    cmd = args.command
+    if cmd == "serve":
+        from hejcti.server import serve
+
+        await serve(settings, role=args.role)
+        return None
+    if cmd == "demo":
+        from hejcti.demo import demo
+
+        return await demo(settings, quiet=args.json)
+    if cmd == "migrate":
+        return await with_store(settings, _migrated)
+    if cmd == "account":
+        if args.action == "create":
+            return await with_store(settings, lambda a: a.create_account(
+                name=args.name, crm=args.crm, crm_instance=args.crm_instance, region=args.region,
+                log_calls=not args.no_log_calls))
+        if args.action == "list":
+            return await with_store(settings, lambda a: a.list_accounts())
+        fn = {"show": "show_account", "delete": "delete_account", "rotate-webhook": "rotate_webhook"}[args.action]
+        return await with_store(settings, lambda a: getattr(a, fn)(args.account_id))
+    if cmd == "user":
+        if args.action == "add":
+            return await with_store(settings, lambda a: a.add_user(
+                account_id=args.account, sipgate_user=args.sipgate_user, crm_user=args.crm_user))
+        if args.action == "list":
+            return await with_store(settings, lambda a: a.list_users(args.account))
+        if args.action == "map":
+            return await with_store(settings, lambda a: a.map_user(args.user_id, args.crm_user))
+        fn = {"token": "new_user_token", "remove": "remove_user"}[args.action]
+        return await with_store(settings, lambda a: getattr(a, fn)(args.user_id))
+    if cmd == "export":
+        return await with_store(settings, lambda a: a.export(args.account))
+    if cmd == "simulate-call":
+        return await _simulate(args, settings)
+    raise HejctiError(f"unknown command {cmd}")  # pragma: no cover - argparse refuses first
+
+
+async def _migrated(admin: Any) -> dict[str, Any]:
+    return {"migrated": True}
+
+
+async def _simulate(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from hejcti import phones, simulate
+    from hejcti.errors import BadRequestError
+
+    async def token_and_region(admin: Any) -> dict[str, Any]:
+        return {"token": await admin.webhook_token(args.account), "region": await admin.region(args.account)}
+
+    found = await with_store(settings, token_and_region)
+    numbers = []
+    for flag, value in (("--from", args.number_from), ("--to", args.number_to)):
+        if value.strip().lower() == "anonymous":
+            numbers.append("anonymous")
+            continue
+        e164 = phones.normalize(value, found["region"])
+        if e164 is None:
+            raise BadRequestError(f"{flag} {value!r} is not a phone number")
+        numbers.append(e164.lstrip("+"))
+    base = (args.url or settings.base_url).rstrip("/")
+    events = simulate.bodies(number_from=numbers[0], number_to=numbers[1], user=args.user,
+                             direction=args.direction, answer_by=args.answer_by, hangup=args.hangup)
+    call_id = dict(p.split("=", 1) for p in events[0][1].split("&"))["callId"]
+    try:
+        results = await simulate.post_all(f"{base}/webhooks/sipgate/{found['token']}", events, delay=args.delay)
+    except OSError as e:
+        raise HejctiError(f"cannot reach the server at {base}: {e.strerror or e}") from e
+    failed = [r for r in results if r["status"] != 200]
+    out = {"call_id": call_id, "url": base, "events": [{"event": r["event"], "status": r["status"]} for r in results]}
+    if failed:
+        raise HejctiError(f"the server answered {failed[0]['status']} to {failed[0]['event']}: "
+                          f"{failed[0]['body'].strip()[:200]}")
+    return out
+
+
+def _human(result: dict[str, Any]) -> str:
+    lines = []
+    for key, value in result.items():
+        if isinstance(value, list):
+            lines.append(f"{key}:")
+            for item in value:
+                lines.append("  " + (json.dumps(item, ensure_ascii=False) if not isinstance(item, str) else item))
+        elif isinstance(value, dict):
+            lines.append(f"{key}: {json.dumps(value, ensure_ascii=False)}")
+        else:
+            lines.append(f"{key}: {value}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_from(args)
+    except ValidationError as e:
+        err = e.errors()[0]
+        print(f"hejcti: configuration: {'.'.join(str(x) for x in err['loc'])}: {err['msg']}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        if args.host is not None:
+            settings.host = args.host
+        if args.port is not None:
+            settings.port = args.port
+        logs.configure(settings.renderer, settings.log_level)
+    else:
+        logs.configure(settings.renderer, "warning" if settings.log_level in ("debug", "info") else settings.log_level)
+    try:
+        result = asyncio.run(run_command(args, settings))
+    except KeyboardInterrupt:
+        return 130
+    except HejctiError as e:
+        print(f"hejcti: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"hejcti: {e.strerror or e}", file=sys.stderr)
+        return 1
+    if result is None:
+        return 0
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, default=str))
+    else:
+        print(_human(result))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    with contextlib.suppress(KeyboardInterrupt):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Settings (CONTRACT §2): environment variables with the prefix ``HEJCTI_``; a command-line flag wins.
+
+Built once in ``main()`` and passed down; never an import-time global.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hejcti.errors import ConfigError
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_cidrs(value: str | list[str] | None) -> tuple[Network, ...]:
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    out = []
+    for item in items:
+        item = str(item).strip()
+        if not item:
+            continue
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError as e:
+            raise ValueError(f"not an IP address or CIDR: {item!r}") from e
+    return tuple(out)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HEJCTI_", extra="ignore")
+
+    database_url: SecretStr | None = None
+    data_dir: Path = Path(".hejcti")
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: str | None = None
+    secret_key: SecretStr | None = None
+    log_format: Literal["console", "json"] | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    sipgate_allowed_ips: str = ""
+    sipgate_signature: Literal["enforce", "log", "off"] = "log"
+    trusted_proxies: str = ""
+    lookup_deadline_ms: int = Field(1500, ge=0)
+    retention_days: int = Field(7, ge=1)
+
+    # not in the contract's table: tuning an operator rarely touches
+    workers: int = Field(16, ge=1)
+    pool_size: int = Field(10, ge=2)
+    auth_timeout_s: float = 10.0
+    session_queue_limit: int = 1000
+    resume_window_s: int = 300
+    ring_timeout_s: int = 600
+    talk_timeout_s: int = 12 * 3600
+    reaper_interval_s: float = 15.0
+    poll_interval_s: float = 2.0
+    cache_ttl_s: float = Field(300.0, le=300.0)
+    credentials_wait_s: float = 10.0
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, v: object) -> object:
+        return v.lower() if isinstance(v, str) else v
+
+    @field_validator("sipgate_allowed_ips", "trusted_proxies")
+    @classmethod
+    def _cidrs(cls, v: str) -> str:
+        parse_cidrs(v)
+        return v
+
+    @property
+    def allowed_networks(self) -> tuple[Network, ...]:
+        return parse_cidrs(self.sipgate_allowed_ips)
+
+    @property
+    def trusted_networks(self) -> tuple[Network, ...]:
+        return parse_cidrs(self.trusted_proxies)
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def renderer(self) -> str:
+        if self.log_format:
+            return self.log_format
+        return "console" if sys.stderr.isatty() else "json"
+
+    def resolved_secret_key(self) -> bytes:
+        """The key that encrypts stored sipgate credentials. Generated into DATA_DIR in embedded mode."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        if not self.embedded:
+            raise ConfigError("HEJCTI_SECRET_KEY is required with HEJCTI_DATABASE_URL")
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip().encode()

@@ -1,0 +1,91 @@
+"""PostgreSQL: the embedded server (pgserver, files in DATA_DIR) or a shared one (DATABASE_URL); pools,
+dedicated connections, and the schema migration."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from hejcti.config import Settings
+from hejcti.errors import ConfigError
+
+SCHEMA = Path(__file__).resolve().parent.parent / "schema.sql"
+_MIGRATE_LOCK = 0x4E4A_4354  # advisory lock: one migration at a time across processes
+
+
+def schema_sql() -> str:
+    if SCHEMA.exists():
+        return SCHEMA.read_text()
+    packaged = Path(__file__).resolve().parent / "schema.sql"
+    return packaged.read_text()
+
+
+class Embedded:
+    """The embedded PostgreSQL in DATA_DIR/pg. pgserver shares one server among the processes that use the
+    same directory and stops it when the last one is gone, so `serve` and every CLI command find the running
+    server or start it."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = (data_dir / "pg").resolve()
+        self._server: Any = None
+
+    def start(self) -> str:
+        os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")  # pgserver's platformdirs warns without it
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pgserver
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._server = pgserver.get_server(self.path, cleanup_mode="stop")
+            except Exception as e:  # pgserver raises plain exceptions with the server's log in them
+                raise ConfigError(f"cannot start the embedded PostgreSQL in {self.path}: {e}") from e
+        return self._server.get_uri()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                self._server.cleanup()
+            self._server = None
+
+
+def database_url(settings: Settings, embedded: Embedded | None) -> str:
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    if embedded is None:
+        raise ConfigError("no HEJCTI_DATABASE_URL and no embedded server")
+    return embedded.start()
+
+
+async def _init(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    return await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init,
+                                     command_timeout=10, max_inactive_connection_lifetime=300)
+
+
+async def connect(url: str) -> asyncpg.Connection:
+    conn = await asyncpg.connect(url, timeout=10)
+    await _init(conn)
+    return conn
+
+
+async def migrate(url: str) -> None:
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATE_LOCK)
+        try:
+            await conn.execute(schema_sql())
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATE_LOCK)
+    finally:
+        await conn.close()

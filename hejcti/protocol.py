@@ -1,0 +1,89 @@
+"""The WebSocket protocol (CONTRACT §5): one pydantic model per client message, a discriminated union on
+``type``, and the close codes. No I/O."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+# close codes: 4000–4499 reconnect and resume, 4500–4999 do not reconnect with this token
+CLOSE_SLOW_READER = 4001
+CLOSE_UNAVAILABLE = 4002  # the server cannot check the token now (database down): try again
+CLOSE_AUTH_INVALID = 4500
+CLOSE_AUTH_PROTOCOL = 4501
+CLOSE_GOING_AWAY = 1001
+
+MessageId = str | int | None
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    id: MessageId = None
+
+
+class Auth(_Msg):
+    type: Literal["auth"]
+    token: str = Field(min_length=1, max_length=512)
+    resume: int | None = Field(default=None, ge=0)
+
+
+class Ping(_Msg):
+    type: Literal["ping"]
+
+
+class CrmCredentials(_Msg):
+    type: Literal["crm.credentials"]
+    access_token: str = Field(min_length=1, max_length=8192, repr=False)
+    instance_url: str | None = Field(default=None, max_length=2048)
+
+
+class CallNote(_Msg):
+    type: Literal["call.note"]
+    call_id: str = Field(min_length=1, max_length=250)
+    text: str = Field(min_length=1, max_length=10000)
+
+
+ClientMessage = Annotated[Auth | Ping | CrmCredentials | CallNote, Field(discriminator="type")]
+_adapter: TypeAdapter[Any] = TypeAdapter(ClientMessage)
+
+
+class BadMessage(Exception):
+    def __init__(self, message: str, msg_id: MessageId = None) -> None:
+        super().__init__(message)
+        self.msg_id = msg_id
+
+
+def parse(text: str) -> Auth | Ping | CrmCredentials | CallNote:
+    """Parse one text frame. Raises ``BadMessage`` with a short reason and the message's id if it had one."""
+    try:
+        raw = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise BadMessage("not JSON") from e
+    if not isinstance(raw, dict):
+        raise BadMessage("a message is a JSON object with a \"type\"")
+    msg_id = raw.get("id") if isinstance(raw.get("id"), str | int) and not isinstance(raw.get("id"), bool) else None
+    kind = raw.get("type")
+    if not isinstance(kind, str):
+        raise BadMessage("missing \"type\"", msg_id)
+    try:
+        return _adapter.validate_python(raw)
+    except ValidationError as e:
+        known = ("auth", "ping", "crm.credentials", "call.note")
+        if kind not in known:
+            raise BadMessage(f"unknown type {kind[:40]!r}", msg_id) from e
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"][1:]) or kind
+        raise BadMessage(f"{kind}: {where}: {first['msg']}", msg_id) from e
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def reply(kind: str, msg_id: MessageId, **fields: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": kind, **fields}
+    if msg_id is not None:
+        out["id"] = msg_id
+    return out

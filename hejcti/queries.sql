@@ -1,0 +1,132 @@
+-- Every query the project runs, each under `-- name: NAME`; Python calls them by name (hejcti/store.py).
+-- All are parameterised; nothing is built from strings.
+
+-- name: ingest_batch
+-- One statement, one transaction, one commit for a batch of pushes. Unknown tokens give status 'unknown'.
+SELECT b.n, a.id AS account_id,
+       CASE WHEN a.id IS NULL THEN 'unknown' ELSE 'ok' END AS status,
+       CASE WHEN a.id IS NULL THEN NULL ELSE hejcti_ingest(a.id, b.event, b.call_id, b.dedup, b.data) END AS event_id
+  FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::jsonb[]) WITH ORDINALITY
+       AS b(token_hash, event, call_id, dedup, data, n)
+  LEFT JOIN accounts a ON a.webhook_token_hash = b.token_hash
+ ORDER BY b.n;
+
+-- name: ingest_for_account
+SELECT hejcti_ingest($1, $2, $3, $4, $5::jsonb) AS event_id;
+
+-- name: events_after
+-- Catch-up after a reconnect or a missed notification: recent events above a watermark.
+SELECT id, account_id, call_id, event, data, received_at AS at
+  FROM call_events
+ WHERE id > $1 AND received_at > now() - make_interval(secs => $2)
+ ORDER BY id
+ LIMIT $3;
+
+-- name: event_by_id
+SELECT id, account_id, call_id, event, data, received_at AS at FROM call_events WHERE id = $1;
+
+-- name: max_event_id
+SELECT coalesce(max(id), 0) AS id FROM call_events;
+
+-- name: events_resume
+-- What a resuming session missed: its account's events after N, of calls from the last few minutes,
+-- that ring for its user.
+SELECT e.id, e.account_id, e.call_id, e.event, e.data, e.received_at AS at
+  FROM call_events e
+  JOIN calls c ON c.account_id = e.account_id AND c.call_id = e.call_id
+ WHERE e.account_id = $1 AND e.id > $2 AND c.started_at > now() - make_interval(secs => $3)
+   AND e.event IN ('newCall', 'answer', 'hangup')
+   AND $4 = ANY(c.users)
+ ORDER BY e.id;
+
+-- name: account_insert
+INSERT INTO accounts (id, name, crm_kind, crm_instance, region, log_calls, webhook_token_hash, webhook_nonce,
+                      admin_token_hash)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+RETURNING id;
+
+-- name: account_get
+SELECT id, name, crm_kind, crm_instance, region, log_calls, sipgate_account_id, created_at,
+       (SELECT count(*) FROM users u WHERE u.account_id = a.id) AS users
+  FROM accounts a WHERE id = $1;
+
+-- name: account_list
+SELECT id, name, crm_kind, crm_instance, region, log_calls, sipgate_account_id, created_at,
+       (SELECT count(*) FROM users u WHERE u.account_id = a.id) AS users
+  FROM accounts a ORDER BY created_at, id;
+
+-- name: account_delete
+DELETE FROM accounts WHERE id = $1 RETURNING id;
+
+-- name: account_rotate_webhook
+UPDATE accounts SET webhook_token_hash = $2, webhook_nonce = $3 WHERE id = $1 RETURNING id;
+
+-- name: account_webhook
+SELECT id, region, webhook_token_hash, webhook_nonce FROM accounts WHERE id = $1;
+
+-- name: account_settings
+SELECT id, crm_kind, crm_instance, region, log_calls FROM accounts WHERE id = $1;
+
+-- name: user_insert
+INSERT INTO users (id, account_id, sipgate_user, crm_user, token_hash)
+VALUES ($1, $2, $3, $4, $5)
+RETURNING id;
+
+-- name: user_list
+SELECT id, account_id, sipgate_user, crm_user, created_at FROM users WHERE account_id = $1 ORDER BY sipgate_user;
+
+-- name: user_get
+SELECT id, account_id, sipgate_user, crm_user, created_at FROM users WHERE id = $1;
+
+-- name: user_map
+UPDATE users SET crm_user = $2 WHERE id = $1
+RETURNING id, account_id, sipgate_user, crm_user, created_at;
+
+-- name: user_token
+UPDATE users SET token_hash = $2 WHERE id = $1 RETURNING id;
+
+-- name: user_remove
+DELETE FROM users WHERE id = $1 RETURNING id;
+
+-- name: user_by_token
+SELECT u.id, u.account_id, u.sipgate_user, u.crm_user, u.token_hash
+  FROM users u WHERE u.token_hash = $1;
+
+-- name: crm_users_of_account
+SELECT sipgate_user, crm_user FROM users WHERE account_id = $1;
+
+-- name: calls_overdue
+-- Calls that never got their hangup: ringing too long, or talking too long.
+SELECT account_id, call_id, orig_call_id, xcid, direction, number, own_number
+  FROM calls
+ WHERE ended_at IS NULL
+   AND ((answered_at IS NULL AND started_at < now() - make_interval(secs => $1))
+        OR (answered_at < now() - make_interval(secs => $2)))
+ LIMIT 500;
+
+-- name: purge_events
+DELETE FROM call_events WHERE received_at < now() - make_interval(days => $1);
+
+-- name: purge_calls
+DELETE FROM calls WHERE started_at < now() - make_interval(days => $1);
+
+-- name: purge_records
+DELETE FROM call_records WHERE created_at < now() - make_interval(days => $1);
+
+-- name: export_account
+SELECT jsonb_build_object(
+    'account', (SELECT to_jsonb(a) - 'webhook_token_hash' - 'webhook_nonce' - 'admin_token_hash' - 'sipgate_credential'
+                       || jsonb_build_object('has_sipgate_credential', a.sipgate_credential IS NOT NULL)
+                  FROM accounts a WHERE a.id = $1),
+    'users', coalesce((SELECT jsonb_agg(to_jsonb(u) - 'token_hash' ORDER BY u.sipgate_user)
+                         FROM users u WHERE u.account_id = $1), '[]'),
+    'calls', coalesce((SELECT jsonb_agg(to_jsonb(c) ORDER BY c.started_at)
+                         FROM calls c WHERE c.account_id = $1), '[]'),
+    'call_events', coalesce((SELECT jsonb_agg(to_jsonb(e) ORDER BY e.id)
+                               FROM call_events e WHERE e.account_id = $1), '[]'),
+    'call_records', coalesce((SELECT jsonb_agg(to_jsonb(r) ORDER BY r.id)
+                                FROM call_records r WHERE r.account_id = $1), '[]')
+) AS export;
+
+-- name: ping
+SELECT 1;

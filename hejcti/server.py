@@ -1,0 +1,46 @@
+"""``hejcti serve``: migrate, serve until SIGINT/SIGTERM, finish in-flight work, stop the embedded database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+from aiohttp import web
+
+from hejcti import db, logs
+from hejcti.app import Role, create_app
+from hejcti.config import Settings
+
+log = logs.get("hejcti.server")
+
+
+async def serve(settings: Settings, role: Role = "all", ready: asyncio.Event | None = None) -> None:
+    embedded = db.Embedded(settings.data_dir) if settings.embedded else None
+    try:
+        url = await asyncio.to_thread(db.database_url, settings, embedded)
+        await db.migrate(url)
+        if settings.embedded:
+            settings.resolved_secret_key()  # generated once into DATA_DIR
+        app = create_app(settings, url, role)
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+        await site.start()
+        port = runner.addresses[0][1] if runner.addresses else settings.port
+        log.info("server.started", host=settings.host, port=port, role=role,
+                 database="embedded" if embedded else "shared", public_url=settings.base_url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("server.stopping")
+        await runner.cleanup()
+        log.info("server.stopped")
+    finally:
+        if embedded is not None:
+            embedded.stop()

@@ -1,0 +1,194 @@
+"""Extension sessions of this process and the hub that finds them.
+
+Each session has a bounded queue of encoded frames and its own writer task: the fan-out only appends
+bytes and never awaits a socket. A session whose queue reaches the limit is closed with 4001 (reconnect
+and resume) and the others carry on unslowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from hejcti import logs, protocol
+from hejcti.crm.base import Credentials
+from hejcti.metrics import Metrics
+from hejcti.tokens import new_id
+
+log = logs.get("hejcti.sessions")
+
+
+class Session:
+    def __init__(self, ws: web.WebSocketResponse, *, user_id: str, account_id: str, sipgate_user: str,
+                 crm_user: str | None, limit: int, metrics: Metrics) -> None:
+        self.id = new_id("ses")
+        self.ws = ws
+        self.user_id = user_id
+        self.account_id = account_id
+        self.sipgate_user = sipgate_user
+        self.crm_user = crm_user
+        self.credentials: Credentials | None = None
+        self.credentials_changed = asyncio.Event()
+        self.asked: set[str] = set()  # reasons already asked for with crm.credentials_required
+        self.sent_seqs: set[int] = set()  # for resume: an event is sent once even if replay and live overlap
+        self._limit = limit
+        self._queue: deque[bytes] = deque()
+        self._wake = asyncio.Event()
+        self._metrics = metrics
+        self.closed = False
+        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+        self.transport: asyncio.BaseTransport | None = None  # to abort a peer that does not take the close
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.id}")
+
+    def send(self, frame: bytes, seq: int | None = None) -> bool:
+        """Queue one encoded frame. Never blocks. False if the session is closed or was just closed as slow."""
+        if self.closed:
+            return False
+        if seq is not None:
+            if seq in self.sent_seqs:
+                return True
+            self.sent_seqs.add(seq)
+            if len(self.sent_seqs) > 4 * self._limit:
+                self.sent_seqs = set(sorted(self.sent_seqs)[-self._limit:])
+        if len(self._queue) >= self._limit:
+            self._close_slow()
+            return False
+        self._queue.append(frame)
+        self._wake.set()
+        return True
+
+    def send_json(self, message: dict[str, Any]) -> bool:
+        return self.send(protocol.encode(message))
+
+    def set_credentials(self, creds: Credentials) -> None:
+        self.credentials = creds
+        self.asked.clear()
+        self.credentials_changed.set()
+        self.credentials_changed = asyncio.Event()
+
+    def ask_credentials(self, reason: str) -> None:
+        """Send ``crm.credentials_required`` once per reason until the session answers."""
+        if reason in self.asked:
+            return
+        self.asked.add(reason)
+        if reason == "expired":
+            self.credentials = None
+        self.send_json({"type": "crm.credentials_required", "reason": reason})
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    async def _write_loop(self) -> None:
+        ws = self.ws
+        try:
+            while not self.closed:
+                if not self._queue:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                frame = self._queue.popleft()
+                await ws.send_frame(frame, WSMsgType.TEXT)
+        except (ConnectionError, RuntimeError, asyncio.CancelledError):
+            pass
+
+    def _close_slow(self) -> None:
+        self.closed = True
+        self._queue.clear()
+        self._metrics.sessions_closed_slow.inc()
+        log.warning("session.closed.slow", session=self.id, account=self.account_id, user=self.sipgate_user,
+                    limit=self._limit)
+        if self._writer is not None:
+            self._writer.cancel()
+        self._closer = asyncio.create_task(self._close(protocol.CLOSE_SLOW_READER, b"too slow a reader"))
+
+    async def _close(self, code: int, message: bytes) -> None:
+        try:
+            await asyncio.wait_for(self.ws.close(code=code, message=message), timeout=10)
+        except (TimeoutError, ConnectionError, RuntimeError):
+            if self.transport is not None:
+                self.transport.abort()
+
+    async def close(self, code: int, message: bytes = b"") -> None:
+        self.closed = True
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+        if self._closer is not None:
+            await self._closer
+            return
+        await self._close(code, message)
+
+    async def flush(self, timeout: float = 2.0) -> None:
+        """Give the writer a moment to send what is queued (used before a graceful close)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._queue and not self.closed and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+
+    async def stop_writer(self) -> None:
+        self.closed = True
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+        if self._closer is not None:
+            with contextlib.suppress(Exception):
+                await self._closer
+
+
+class Hub:
+    """The sessions of this process, by (account, sipgate user)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._by_user: dict[tuple[str, str], set[Session]] = {}
+        self._all: set[Session] = set()
+        self._metrics = metrics
+
+    def add(self, s: Session) -> None:
+        self._by_user.setdefault((s.account_id, s.sipgate_user), set()).add(s)
+        self._all.add(s)
+        self._metrics.sessions.set(len(self._all))
+
+    def remove(self, s: Session) -> None:
+        key = (s.account_id, s.sipgate_user)
+        group = self._by_user.get(key)
+        if group is not None:
+            group.discard(s)
+            if not group:
+                del self._by_user[key]
+        self._all.discard(s)
+        self._metrics.sessions.set(len(self._all))
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def sessions_for(self, account_id: str, users: Iterable[str]) -> list[Session]:
+        out: list[Session] = []
+        for u in users:
+            out.extend(s for s in self._by_user.get((account_id, u), ()) if not s.closed)
+        return out
+
+    def publish(self, sessions: Iterable[Session], message: dict[str, Any]) -> int:
+        """Encode once, queue for every session. Returns how many sessions took it."""
+        frame = protocol.encode(message)
+        seq = message.get("seq")
+        n = 0
+        for s in sessions:
+            n += s.send(frame, seq)
+        if n:
+            self._metrics.pops.labels(message["type"]).inc(n)
+        return n
+
+    async def close_all(self, code: int = protocol.CLOSE_GOING_AWAY) -> None:
+        sessions = list(self._all)
+        await asyncio.gather(*(s.flush(1.0) for s in sessions), return_exceptions=True)
+        await asyncio.gather(*(s.close(code, b"server shutting down") for s in sessions), return_exceptions=True)

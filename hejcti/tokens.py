@@ -1,0 +1,36 @@
+"""Tokens: 32 random bytes, shown once, stored as SHA-256, compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+
+def new() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
+def same(token: str, stored_hash: bytes) -> bool:
+    return hmac.compare_digest(digest(token), stored_hash)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(6)}"
+
+
+def webhook_token(secret_key: bytes, account_id: str, nonce: bytes) -> str:
+    """The webhook token of an account: 32 pseudo-random bytes that whoever holds SECRET_KEY and the
+    database can derive again (``simulate-call`` needs the URL), while the table keeps only its hash."""
+    import base64
+
+    mac = hmac.new(secret_key, b"webhook:" + account_id.encode() + b":" + nonce, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def nonce() -> bytes:
+    return secrets.token_bytes(16)

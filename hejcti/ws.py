@@ -1,0 +1,142 @@
+"""``GET /ws``: extension sessions (CONTRACT §5). Authenticate first, then a read loop; each message type
+has its model in ``protocol``; a bad message gets an ``error`` reply and the session stays open."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from hejcti import logs, protocol, tokens
+from hejcti.config import Settings
+from hejcti.crm.base import Credentials
+from hejcti.errors import DatabaseUnavailableError
+from hejcti.metrics import Metrics
+from hejcti.sessions import Hub, Session
+from hejcti.store import Store
+
+log = logs.get("hejcti.ws")
+
+#: replays what a resuming session missed (wired by the app factory to the workers' fan-out)
+Replay = Callable[[Session, int], Awaitable[None]]
+#: stores a call note for the call record (wired by the app factory)
+NoteSink = Callable[[Session, str, str], Awaitable[bool]]
+
+
+class WebSocketHandler:
+    def __init__(self, *, settings: Settings, store: Store, hub: Hub, metrics: Metrics,
+                 replay: Replay | None = None, note: NoteSink | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.hub = hub
+        self.metrics = metrics
+        self.replay = replay
+        self.note = note
+        self.shutting_down = False
+
+    async def __call__(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(compress=False, heartbeat=30.0, max_msg_size=64 * 1024)
+        await ws.prepare(request)
+        if self.shutting_down:
+            await ws.close(code=protocol.CLOSE_GOING_AWAY, message=b"server shutting down")
+            return ws
+        session = await self._authenticate(ws, request)
+        if session is None:
+            return ws
+        try:
+            await self._read_loop(ws, session)
+        finally:
+            self.hub.remove(session)
+            await session.stop_writer()
+            log.info("session.closed", session=session.id, account=session.account_id, user=session.sipgate_user,
+                     code=ws.close_code)
+        return ws
+
+    async def _authenticate(self, ws: web.WebSocketResponse, request: web.Request) -> Session | None:
+        try:
+            msg = await ws.receive(timeout=self.settings.auth_timeout_s)
+        except TimeoutError:
+            await ws.close(code=protocol.CLOSE_AUTH_PROTOCOL, message=b"no auth within the time limit")
+            return None
+        if msg.type != WSMsgType.TEXT:
+            if msg.type not in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                await ws.close(code=protocol.CLOSE_AUTH_PROTOCOL, message=b"auth first")
+            return None
+        try:
+            auth = protocol.parse(msg.data)
+        except protocol.BadMessage:
+            auth = None
+        if not isinstance(auth, protocol.Auth):
+            await ws.close(code=protocol.CLOSE_AUTH_PROTOCOL, message=b"auth first")
+            return None
+        try:
+            row = await self.store.fetchrow("user_by_token", tokens.digest(auth.token))
+        except DatabaseUnavailableError:
+            await ws.close(code=protocol.CLOSE_UNAVAILABLE, message=b"try again")
+            return None
+        if row is None or not tokens.same(auth.token, row["token_hash"]):
+            await ws.send_str('{"type":"auth_invalid"}')
+            await ws.close(code=protocol.CLOSE_AUTH_INVALID, message=b"invalid token")
+            log.info("session.auth_invalid")
+            return None
+        session = Session(ws, user_id=row["id"], account_id=row["account_id"], sipgate_user=row["sipgate_user"],
+                          crm_user=row["crm_user"], limit=self.settings.session_queue_limit, metrics=self.metrics)
+        session.transport = request.transport
+        session.send_json(protocol.reply("auth_ok", auth.id, user_id=session.user_id,
+                                         account_id=session.account_id, session_id=session.id))
+        session.start()
+        self.hub.add(session)  # live events from here on; the replay below skips what overlaps
+        log.info("session.opened", session=session.id, account=session.account_id, user=session.sipgate_user,
+                 resume=auth.resume)
+        if auth.resume is not None and self.replay is not None:
+            try:
+                await self.replay(session, auth.resume)
+            except DatabaseUnavailableError:
+                log.warning("session.resume.failed", session=session.id)
+        return session
+
+    async def _read_loop(self, ws: web.WebSocketResponse, session: Session) -> None:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await self._on_message(session, msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                session.send_json(protocol.reply("error", None, code="bad_message",
+                                                 message="binary frames are not part of the protocol"))
+            elif msg.type == WSMsgType.ERROR:
+                break
+
+    async def _on_message(self, session: Session, text: str) -> None:
+        try:
+            m = protocol.parse(text)
+        except protocol.BadMessage as e:
+            session.send_json(protocol.reply("error", e.msg_id, code="bad_message", message=str(e)))
+            return
+        reply: dict[str, Any]
+        if isinstance(m, protocol.Ping):
+            reply = protocol.reply("pong", m.id)
+        elif isinstance(m, protocol.CrmCredentials):
+            session.set_credentials(Credentials(access_token=m.access_token, instance_url=m.instance_url))
+            log.info("session.credentials", session=session.id, account=session.account_id)
+            reply = protocol.reply("result", m.id, ok=True)
+        elif isinstance(m, protocol.CallNote):
+            if self.note is None:
+                reply = protocol.reply("error", m.id, code="unavailable", message="call notes are not enabled")
+            else:
+                try:
+                    ok = await self.note(session, m.call_id, m.text)
+                except DatabaseUnavailableError:
+                    reply = protocol.reply("error", m.id, code="unavailable", message="database unavailable")
+                else:
+                    reply = (protocol.reply("result", m.id, ok=True) if ok else
+                             protocol.reply("error", m.id, code="not_found", message="no such call for this user"))
+        else:  # Auth again
+            reply = protocol.reply("error", m.id, code="bad_message", message="already authenticated")
+        session.send_json(reply)
+
+
+async def close_sessions(hub: Hub, handler: WebSocketHandler) -> None:
+    handler.shutting_down = True
+    await hub.close_all(protocol.CLOSE_GOING_AWAY)
+    await asyncio.sleep(0)

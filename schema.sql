@@ -1,0 +1,252 @@
+-- Hej CTI schema. Applied by `hejcti migrate` (and by `serve` at start); every statement is safe to run again.
+-- Privacy (CONTRACT §6): ids, token hashes, call events and pending call records. No names, emails or CRM data.
+
+CREATE TABLE IF NOT EXISTS accounts (
+    id                  text PRIMARY KEY,
+    name                text NOT NULL,
+    crm_kind            text NOT NULL CHECK (crm_kind IN
+                            ('salesforce', 'hubspot', 'pipedrive', 'zendesk', 'sugarcrm', 'suitecrm', 'directory')),
+    crm_instance        text,
+    region              text NOT NULL DEFAULT 'DE',
+    log_calls           boolean NOT NULL DEFAULT true,
+    sipgate_account_id  text,
+    sipgate_credential  bytea,                 -- encrypted with SECRET_KEY
+    webhook_token_hash  bytea NOT NULL UNIQUE, -- sha256 of the token in the webhook URL
+    webhook_nonce       bytea NOT NULL,        -- the token is HMAC(SECRET_KEY, id, nonce); rotate = new nonce
+    admin_token_hash    bytea NOT NULL,
+    created_at          timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS users (
+    id            text PRIMARY KEY,
+    account_id    text NOT NULL REFERENCES accounts ON DELETE CASCADE,
+    sipgate_user  text NOT NULL,               -- w0, w1, …
+    crm_user      text,                        -- the CRM's id of the same person
+    token_hash    bytea NOT NULL UNIQUE,       -- sha256 of the extension's token
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (account_id, sipgate_user)
+);
+
+-- One row per call leg: what the events so far say about it.
+CREATE TABLE IF NOT EXISTS calls (
+    account_id    text NOT NULL REFERENCES accounts ON DELETE CASCADE,
+    call_id       text NOT NULL,
+    orig_call_id  text,
+    xcid          text,
+    direction     text,
+    number        text,                        -- the other party, E.164, null when anonymous
+    own_number    text,
+    users         text[] NOT NULL DEFAULT '{}',-- the sipgate user ids it rings for
+    voicemail     boolean NOT NULL DEFAULT false,
+    started_at    timestamptz NOT NULL,
+    answered_at   timestamptz,
+    answered_by   text,
+    ended_at      timestamptz,
+    cause         text,
+    duration_s    integer,
+    PRIMARY KEY (account_id, call_id)
+);
+CREATE INDEX IF NOT EXISTS calls_open ON calls (started_at) WHERE ended_at IS NULL;
+CREATE INDEX IF NOT EXISTS calls_started ON calls (started_at);
+
+-- The event log. `id` is the `seq` sessions see; `data` holds the parsed push plus derived fields
+-- (users, duration_s, voicemail), so every process renders the same message from it.
+CREATE TABLE IF NOT EXISTS call_events (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account_id   text NOT NULL REFERENCES accounts ON DELETE CASCADE,
+    call_id      text NOT NULL,
+    event        text NOT NULL CHECK (event IN ('newCall', 'answer', 'hangup', 'dtmf')),
+    dedup        text NOT NULL DEFAULT '',     -- '' for newCall/answer/hangup; a body hash for dtmf
+    data         jsonb NOT NULL,
+    received_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    UNIQUE (account_id, call_id, event, dedup)
+);
+CREATE INDEX IF NOT EXISTS call_events_received ON call_events (received_at);
+CREATE INDEX IF NOT EXISTS call_events_account ON call_events (account_id, id);
+
+-- Durable call-record jobs: one per call (legs sharing an xcid are one call), written once.
+CREATE TABLE IF NOT EXISTS call_records (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account_id     text NOT NULL REFERENCES accounts ON DELETE CASCADE,
+    record_key     text NOT NULL,              -- xcid, else the first leg's callId
+    call_ids       text[] NOT NULL DEFAULT '{}',
+    state          text NOT NULL DEFAULT 'waiting' CHECK (state IN ('waiting', 'ready', 'done', 'failed')),
+    data           jsonb NOT NULL DEFAULT '{}',-- direction, number, answered, duration_s, users, answered_by…
+    note           text,
+    note_pending   boolean NOT NULL DEFAULT false, -- a note arrived after the record was written
+    attempts       integer NOT NULL DEFAULT 0,
+    run_after      timestamptz NOT NULL DEFAULT now(),
+    lease_until    timestamptz,
+    crm_record_id  text,
+    crm_url        text,
+    last_error     text,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (account_id, record_key)
+);
+CREATE INDEX IF NOT EXISTS call_records_due ON call_records (run_after) WHERE state = 'ready' OR note_pending;
+CREATE INDEX IF NOT EXISTS call_records_calls ON call_records USING gin (call_ids);
+
+-- Store one pushed event: insert it (a repeat is a no-op), update the call, and NOTIFY the listeners.
+-- Returns the event id, or NULL for a repeated delivery.
+CREATE OR REPLACE FUNCTION hejcti_ingest(p_account text, p_event text, p_call_id text, p_dedup text, p_data jsonb)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v_now    timestamptz := clock_timestamp();
+    v_call   calls%ROWTYPE;
+    v_users  text[];
+    v_data   jsonb := p_data;
+    v_id     bigint;
+    v_vm     boolean;
+    v_note   text;
+BEGIN
+    IF EXISTS (SELECT 1 FROM call_events
+               WHERE account_id = p_account AND call_id = p_call_id AND event = p_event AND dedup = p_dedup) THEN
+        RETURN NULL;
+    END IF;
+
+    IF p_event = 'newCall' THEN
+        v_vm := coalesce((p_data->>'voicemail')::boolean, false);
+        IF v_vm THEN
+            -- a voicemail leg rings for nobody; its answer and hangup go to whoever the first leg rang for
+            SELECT coalesce((SELECT c.users FROM calls c WHERE c.account_id = p_account
+                              AND c.call_id = p_data->>'orig_call_id' AND c.call_id <> p_call_id), '{}')
+              INTO v_users;
+        ELSIF jsonb_array_length(coalesce(p_data->'user_ids', '[]')) > 0 THEN
+            SELECT coalesce(array_agg(u.sipgate_user ORDER BY x.n), '{}') INTO v_users
+              FROM jsonb_array_elements_text(p_data->'user_ids') WITH ORDINALITY AS x(uid, n)
+              JOIN users u ON u.account_id = p_account AND u.sipgate_user = x.uid;
+        ELSE
+            SELECT coalesce(array_agg(sipgate_user ORDER BY sipgate_user), '{}') INTO v_users
+              FROM users WHERE account_id = p_account;
+        END IF;
+        v_data := v_data || jsonb_build_object('users', to_jsonb(v_users));
+    ELSE
+        SELECT * INTO v_call FROM calls WHERE account_id = p_account AND call_id = p_call_id FOR UPDATE;
+        v_users := coalesce(v_call.users, '{}');
+        v_data := v_data || jsonb_build_object('users', to_jsonb(v_users),
+                                               'voicemail', coalesce(v_call.voicemail, false)
+                                                   OR coalesce((p_data->>'voicemail')::boolean, false));
+        IF p_event = 'hangup' THEN
+            v_data := v_data || jsonb_build_object(
+                'answered', v_call.answered_at IS NOT NULL,
+                'answered_by', v_call.answered_by,
+                'duration_s', CASE WHEN v_call.answered_at IS NULL THEN NULL
+                                   ELSE floor(extract(epoch FROM v_now - v_call.answered_at))::int END);
+        END IF;
+    END IF;
+
+    INSERT INTO call_events (account_id, call_id, event, dedup, data, received_at)
+    VALUES (p_account, p_call_id, p_event, p_dedup, v_data, v_now)
+    ON CONFLICT DO NOTHING
+    RETURNING id INTO v_id;
+    IF v_id IS NULL THEN
+        RETURN NULL;
+    END IF;
+
+    IF p_event = 'newCall' THEN
+        INSERT INTO calls (account_id, call_id, orig_call_id, xcid, direction, number, own_number, users,
+                           voicemail, started_at)
+        VALUES (p_account, p_call_id, p_data->>'orig_call_id', p_data->>'xcid', p_data->>'direction',
+                p_data->>'number', p_data->>'own_number', v_users, v_vm, v_now)
+        ON CONFLICT (account_id, call_id) DO NOTHING;
+    ELSIF p_event = 'answer' THEN
+        IF v_call.call_id IS NULL THEN
+            INSERT INTO calls (account_id, call_id, orig_call_id, xcid, direction, number, own_number,
+                               started_at, answered_at, answered_by, voicemail)
+            VALUES (p_account, p_call_id, p_data->>'orig_call_id', p_data->>'xcid', p_data->>'direction',
+                    p_data->>'number', p_data->>'own_number', v_now, v_now, p_data->>'by',
+                    coalesce((p_data->>'voicemail')::boolean, false))
+            ON CONFLICT (account_id, call_id) DO NOTHING;
+        ELSE
+            UPDATE calls SET answered_at = coalesce(answered_at, v_now),
+                             answered_by = coalesce(answered_by, p_data->>'by'),
+                             voicemail = voicemail OR coalesce((p_data->>'voicemail')::boolean, false)
+             WHERE account_id = p_account AND call_id = p_call_id;
+        END IF;
+    ELSIF p_event = 'hangup' THEN
+        IF v_call.call_id IS NULL THEN
+            INSERT INTO calls (account_id, call_id, orig_call_id, xcid, direction, number, own_number,
+                               started_at, ended_at, cause)
+            VALUES (p_account, p_call_id, p_data->>'orig_call_id', p_data->>'xcid', p_data->>'direction',
+                    p_data->>'number', p_data->>'own_number', v_now, v_now, p_data->>'cause')
+            ON CONFLICT (account_id, call_id) DO NOTHING;
+        ELSE
+            UPDATE calls SET ended_at = v_now, cause = p_data->>'cause', duration_s = (v_data->>'duration_s')::int
+             WHERE account_id = p_account AND call_id = p_call_id;
+        END IF;
+        PERFORM hejcti_record_leg(p_account, p_call_id);
+    END IF;
+
+    v_note := json_build_object('id', v_id, 'account_id', p_account, 'call_id', p_call_id, 'event', p_event,
+                                'data', v_data, 'at', v_now)::text;
+    IF octet_length(v_note) > 7900 THEN
+        -- NOTIFY payloads stop at 8000 bytes: send the id only, the listener reads the row
+        v_note := json_build_object('id', v_id, 'account_id', p_account)::text;
+    END IF;
+    PERFORM pg_notify('hejcti_events', v_note);
+    RETURN v_id;
+END;
+$$;
+
+-- The call-record job key of a call leg: legs of one call share the xcid (else the first leg's callId).
+CREATE OR REPLACE FUNCTION hejcti_record_key(p_account text, p_call_id text)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT coalesce(nullif(c.xcid, ''), nullif(c.orig_call_id, ''), c.call_id)
+      FROM calls c WHERE c.account_id = p_account AND c.call_id = p_call_id
+$$;
+
+-- After a leg's hangup: create or extend the call-record job of the whole call. A leg that ended
+-- `forwarded` waits for the next leg; any other end makes the job ready a few seconds later (the other
+-- leg of a transfer may still end after this one).
+CREATE OR REPLACE FUNCTION hejcti_record_leg(p_account text, p_call_id text)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_call  calls%ROWTYPE;
+    v_log   boolean;
+    v_leg   jsonb;
+    v_state text;
+BEGIN
+    SELECT log_calls INTO v_log FROM accounts WHERE id = p_account;
+    IF NOT coalesce(v_log, false) THEN
+        RETURN;
+    END IF;
+    SELECT * INTO v_call FROM calls WHERE account_id = p_account AND call_id = p_call_id;
+    v_state := CASE WHEN v_call.cause = 'forwarded' THEN 'waiting' ELSE 'ready' END;
+    v_leg := jsonb_build_object(
+        'direction', v_call.direction, 'number', v_call.number, 'own_number', v_call.own_number,
+        'users', to_jsonb(v_call.users), 'started_at', v_call.started_at, 'ended_at', v_call.ended_at,
+        'answered', v_call.answered_at IS NOT NULL AND NOT v_call.voicemail, 'voicemail', v_call.voicemail,
+        'answered_by', CASE WHEN v_call.voicemail THEN NULL ELSE v_call.answered_by END,
+        'duration_s', CASE WHEN v_call.voicemail THEN NULL ELSE v_call.duration_s END,
+        'cause', v_call.cause, 'call_id', p_call_id, 'first_call_id', p_call_id);
+    INSERT INTO call_records (account_id, record_key, call_ids, state, data, run_after)
+    VALUES (p_account, hejcti_record_key(p_account, p_call_id), ARRAY[p_call_id], v_state, v_leg,
+            now() + interval '3 seconds')
+    ON CONFLICT (account_id, record_key) DO UPDATE SET
+        call_ids = CASE WHEN p_call_id = ANY(call_records.call_ids) THEN call_records.call_ids
+                        ELSE call_records.call_ids || p_call_id END,
+        state = CASE WHEN call_records.state IN ('done', 'failed') THEN call_records.state
+                     WHEN v_state = 'waiting' THEN call_records.state ELSE 'ready' END,
+        -- the first leg's facts (direction, number, start) stay; the merged ones follow every leg
+        data = v_leg || jsonb_strip_nulls(call_records.data) || jsonb_build_object(
+            'call_id', p_call_id,
+            'ended_at', v_call.ended_at,
+            'cause', v_call.cause,
+            'users', (SELECT coalesce(to_jsonb(array_agg(DISTINCT u)), '[]'::jsonb) FROM
+                        (SELECT jsonb_array_elements_text(coalesce(call_records.data->'users', '[]')) AS u
+                         UNION SELECT unnest(v_call.users)) s),
+            'answered', coalesce((call_records.data->>'answered')::boolean, false)
+                        OR (v_call.answered_at IS NOT NULL AND NOT v_call.voicemail),
+            'voicemail', coalesce((call_records.data->>'voicemail')::boolean, false) OR v_call.voicemail,
+            'answered_by', coalesce(CASE WHEN v_call.voicemail THEN NULL ELSE v_call.answered_by END,
+                                    call_records.data->>'answered_by'),
+            'duration_s', CASE WHEN (call_records.data->>'duration_s') IS NULL
+                                    AND (v_call.duration_s IS NULL OR v_call.voicemail) THEN NULL
+                               ELSE coalesce((call_records.data->>'duration_s')::int, 0)
+                                    + CASE WHEN v_call.voicemail THEN 0 ELSE coalesce(v_call.duration_s, 0) END
+                          END),
+        run_after = now() + interval '3 seconds',
+        updated_at = now();
+END;
+$$;

@@ -1,0 +1,110 @@
+"""Group commit: pushes that arrive while a commit is in flight are stored together in the next one.
+
+At low load a push is stored at once (a batch of one); under load one transaction and one fsync carry many.
+Each push still gets its own answer: stored, repeated (no second effect), unknown token, or database down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Literal
+
+import asyncpg
+
+from hejcti import logs
+from hejcti.errors import DatabaseUnavailableError
+from hejcti.metrics import Metrics
+from hejcti.store import UNAVAILABLE, q
+from webhooks.sipgate import Push
+
+log = logs.get("webhooks.ingest")
+Status = Literal["stored", "duplicate", "unknown"]
+Result = tuple[Status, int | None, str | None]  # status, event id (seq), account id
+
+
+@dataclass(slots=True)
+class _Item:
+    token_hash: bytes
+    push: Push
+    future: asyncio.Future[Result]
+
+
+class Ingest:
+    def __init__(self, pool: asyncpg.Pool, metrics: Metrics, *, max_batch: int = 256,
+                 timeout: float = 5.0) -> None:
+        self._pool = pool
+        self._metrics = metrics
+        self._max = max_batch
+        self._timeout = timeout
+        self._pending: list[_Item] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._sql = q("ingest_batch")
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ingest")
+
+    async def stop(self) -> None:
+        """Store what is queued, then stop."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self._timeout
+        while self._pending and loop.time() < end:
+            await asyncio.sleep(0.01)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for item in self._pending:
+            if not item.future.done():
+                item.future.set_exception(DatabaseUnavailableError("server shutting down"))
+
+    async def submit(self, token_hash: bytes, push: Push) -> Result:
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Item(token_hash, push, future))
+        self._wake.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch, self._pending = self._pending[: self._max], self._pending[self._max:]
+                await self._flush(batch)
+
+    async def _flush(self, batch: list[_Item]) -> None:
+        self._metrics.batch_size.observe(len(batch))
+        try:
+            rows = await asyncio.wait_for(self._pool.fetch(
+                self._sql,
+                [i.token_hash for i in batch],
+                [i.push.event for i in batch],
+                [i.push.call_id for i in batch],
+                [i.push.dedup for i in batch],
+                [i.push.data for i in batch],
+            ), timeout=self._timeout)
+        except (*UNAVAILABLE, asyncpg.PostgresError) as e:
+            if isinstance(e, asyncpg.PostgresError) and not isinstance(e, UNAVAILABLE):
+                log.error("webhook.store.failed", error=type(e).__name__, detail=str(e)[:200], batch=len(batch))
+            else:
+                log.warning("webhook.store.unavailable", error=type(e).__name__, batch=len(batch))
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(DatabaseUnavailableError(type(e).__name__))
+            return
+        except asyncio.CancelledError:
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(DatabaseUnavailableError("server shutting down"))
+            raise
+        for item, row in zip(batch, rows, strict=True):
+            if item.future.done():
+                continue
+            if row["status"] == "unknown":
+                item.future.set_result(("unknown", None, None))
+            elif row["event_id"] is None:
+                item.future.set_result(("duplicate", None, row["account_id"]))
+            else:
+                item.future.set_result(("stored", row["event_id"], row["account_id"]))

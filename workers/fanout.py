@@ -1,0 +1,179 @@
+"""Turns stored events into server events for this process's sessions.
+
+A fixed pool of worker tasks drains the local queue the listener fills. For ``newCall`` a worker resolves
+the caller through the account's CRM adapter: a cached answer goes out at once; otherwise a per-call task
+waits at most LOOKUP_DEADLINE_MS, sends ``call.ringing`` (``resolved:false`` if the CRM is late) and
+``call.resolved`` when the answer comes. Events of one call go out in order: ``answer``/``hangup`` wait for
+that call's ringing to be sent. Sending is appending bytes to session queues; nothing here awaits a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from hejcti import logs, models
+from hejcti.crm.base import Contact, CrmError, rank
+from hejcti.lookup import Account, Accounts, Lookups
+from hejcti.metrics import Metrics
+from hejcti.models import Event
+from hejcti.sessions import Hub, Session
+from hejcti.store import Store
+
+log = logs.get("workers.fanout")
+
+
+def _grouped(sessions: list[Session]) -> dict[str | None, list[Session]]:
+    """Sessions by mapped CRM user: each group gets contacts ranked with its own records first."""
+    groups: dict[str | None, list[Session]] = {}
+    for s in sessions:
+        groups.setdefault(s.crm_user, []).append(s)
+    return groups
+
+
+def _public(contacts: list[Contact], crm_user: str | None) -> list[dict[str, Any]]:
+    ordered = rank(contacts, crm_user) if crm_user else contacts
+    return [c.public() for c in ordered]
+
+
+class Fanout:
+    def __init__(self, *, hub: Hub, store: Store, accounts: Accounts, lookups: Lookups, metrics: Metrics,
+                 deadline_s: float, workers: int, resume_window_s: int = 300) -> None:
+        self.hub = hub
+        self.store = store
+        self.resume_window = resume_window_s
+        self.accounts = accounts
+        self.lookups = lookups
+        self.metrics = metrics
+        self.deadline = deadline_s
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._n = workers
+        self._workers: list[asyncio.Task[None]] = []
+        self._calls: dict[tuple[str, str], asyncio.Task[None]] = {}  # ringing still waiting for the CRM
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._workers = [asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(self._n)]
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Finish what is queued and in flight (SIGTERM), then stop the workers."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while (not self.queue.empty() or self._tasks) and loop.time() < end:
+            await asyncio.sleep(0.02)
+        for t in [*self._workers, *self._tasks]:
+            t.cancel()
+        await asyncio.gather(*self._workers, *self._tasks, return_exceptions=True)
+
+    async def replay(self, session: Session, after: int) -> None:
+        """A resuming session first gets what it missed: events after ``after`` of calls of the last minutes."""
+        rows = await self.store.fetch("events_resume", session.account_id, after, self.resume_window,
+                                      session.sipgate_user)
+        for row in rows:
+            await self.handle(Event.from_mapping(row), only=[session])
+        log.info("session.resumed", session=session.id, after=after, events=len(rows))
+
+    def submit(self, ev: Event) -> None:
+        self.queue.put_nowait(ev)
+        self.metrics.queue_depth.set(self.queue.qsize())
+
+    async def _work(self) -> None:
+        while True:
+            ev = await self.queue.get()
+            self.metrics.queue_depth.set(self.queue.qsize())
+            try:
+                await self.handle(ev)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("worker.failed", event_id=ev.id, call_id=ev.call_id, account=ev.account_id)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- events ----------------------------------------------------------------------------------
+
+    async def handle(self, ev: Event, only: list[Session] | None = None) -> None:
+        """Push one event to the sessions of the users it targets (or to ``only``, for a resume)."""
+        if ev.event == "dtmf" or ev.is_voicemail_leg:
+            return
+        sessions = only if only is not None else self.hub.sessions_for(ev.account_id, ev.users)
+        if not sessions:
+            return
+        if ev.event == "newCall":
+            await self._ring(ev, sessions)
+            return
+        message = models.answered(ev) if ev.event == "answer" else models.ended(ev)
+        pending = self._calls.get((ev.account_id, ev.call_id))
+        if pending is not None and not pending.done():
+            self._spawn(self._after(pending, sessions, message))
+            return
+        self.hub.publish(sessions, message)
+
+    async def _after(self, pending: asyncio.Task[None], sessions: list[Session], message: dict[str, Any]) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(pending)
+        self.hub.publish(sessions, message)
+
+    async def _ring(self, ev: Event, sessions: list[Session]) -> None:
+        account = await self.accounts.get(ev.account_id)
+        if account is None:
+            return
+        number = ev.number
+        if number is None:  # anonymous or not a number: nothing to look up
+            self._publish_ringing(ev, account, sessions, [], True)
+            return
+        contacts = self.lookups.cached(account.id, number)
+        if contacts is not None:
+            self.metrics.lookup_cache.labels("hit").inc()
+            self._publish_ringing(ev, account, sessions, contacts, True)
+            return
+        self.metrics.lookup_cache.labels("miss").inc()
+        key = (ev.account_id, ev.call_id)
+        task = self._spawn(self._ring_with_deadline(ev, account, number, sessions))
+        self._calls[key] = task
+        task.add_done_callback(lambda _t, k=key: self._calls.pop(k, None))
+
+    async def _ring_with_deadline(self, ev: Event, account: Account, number: str, sessions: list[Session]) -> None:
+        deadline = self.deadline if self.lookups.has_credentials(account, sessions) else 0.0
+        lookup = self.lookups.start(account, number, sessions)
+        done, _ = await asyncio.wait({lookup}, timeout=deadline) if deadline > 0 else (set(), None)
+        if done:
+            contacts = self._result(lookup)
+            self._publish_ringing(ev, account, sessions, contacts or [], contacts is not None)
+            return
+        self._publish_ringing(ev, account, sessions, [], False)
+        # the pop is out; the rest of this call's events need not wait for the CRM any longer
+        self._calls.pop((ev.account_id, ev.call_id), None)
+        with contextlib.suppress(Exception):
+            await asyncio.shield(lookup)
+        contacts = self._result(lookup)
+        if contacts is not None:
+            live = [s for s in sessions if not s.closed]
+            for crm_user, group in _grouped(live).items():
+                self.hub.publish(group, models.resolved(ev, _public(contacts, crm_user)))
+
+    @staticmethod
+    def _result(task: asyncio.Task[list[Contact]]) -> list[Contact] | None:
+        if task.cancelled():
+            return None
+        exc = task.exception()
+        if exc is not None:
+            if not isinstance(exc, CrmError):
+                log.error("crm.lookup.crashed", error=repr(exc))
+            return None
+        return task.result()
+
+    def _publish_ringing(self, ev: Event, account: Account, sessions: list[Session], contacts: list[Contact],
+                         resolved: bool) -> None:
+        n = 0
+        for crm_user, group in _grouped(sessions).items():
+            n += self.hub.publish(group, models.ringing(ev, account.region, _public(contacts, crm_user), resolved))
+        log.info("pop.sent", call_id=ev.call_id, account=ev.account_id, seq=ev.id, sessions=n,
+                 matches=len(contacts), resolved=resolved)
