@@ -115,7 +115,7 @@ def create_app(settings: Settings, database_url: str, role: Role = "all") -> web
     if serve_worker:
         app[WS] = ws = WebSocketHandler(settings=settings, store=_LazyStore(app), hub=hub, metrics=metrics)
         app.cleanup_ctx.append(worker_ctx)
-        app.router.add_get("/ws", ws)
+        app.router.add_get("/ws", ws.__call__)
 
         async def on_shutdown(app: web.Application) -> None:
             await close_sessions(hub, ws)

@@ -129,7 +129,8 @@ async def run_command(args: argparse.Namespace, settings: Settings) -> dict[str,
     if cmd == "demo":
         from hejcti.demo import demo
 
-        return await demo(settings, quiet=args.json)
+        result = await demo(settings, quiet=args.json)
+        return result if args.json else None  # without --json the demo has told its story already
     if cmd == "migrate":
         return await with_store(settings, _migrated)
     if cmd == "account":

@@ -45,7 +45,7 @@ def normalize(value: str, region: str) -> str | None:
         parsed = phonenumbers.parse(raw, region.upper())
     except NumberParseException:
         return None
-    if not phonenumbers.is_possible_number(parsed):
+    if not phonenumbers.is_possible_number(parsed) or len(phonenumbers.national_significant_number(parsed)) < 5:
         return None
     return phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
 

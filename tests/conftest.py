@@ -18,3 +18,30 @@ FIXTURES = Path(__file__).parent / "fixtures"
 @pytest.fixture
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+@pytest.fixture
+async def make_harness(database_url, tmp_path):
+    """Start the real app (on a free port) with settings overridden as a test needs; stopped afterwards."""
+    from tests.harness import Harness, make_settings
+
+    started = []
+
+    async def make(role="all", **overrides):
+        h = Harness(make_settings(database_url, tmp_path / f"h{len(started)}", **overrides), database_url, role)
+        await h.start()
+        started.append(h)
+        return h
+
+    yield make
+    for h in reversed(started):
+        await h.stop()
+
+
+@pytest.fixture
+async def harness(make_harness):
+    return await make_harness()
+
+
+def sipgate_fixture(name: str) -> bytes:
+    return (FIXTURES / "sipgate" / name).read_bytes()

@@ -1,1 +1,102 @@
+"""Test databases: one PostgreSQL per test run (``HEJCTI_TEST_DATABASE_URL``, else an embedded one through
+pgserver), a template database built once from ``schema.sql``, and a fresh clone of it for every test."""
 
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from hejcti import db
+
+TEMPLATE = "hejcti_template"
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+class PgCluster:
+    def __init__(self) -> None:
+        self._tmp: str | None = None
+        self._server = None
+        self.url = os.environ.get("HEJCTI_TEST_DATABASE_URL", "")
+        self.embedded = not self.url
+
+    def start(self) -> str:
+        if self.embedded:
+            self._tmp = tempfile.mkdtemp(prefix="hejcti-test-pg-")
+            self._embedded = db.Embedded(Path(self._tmp))
+            self.url = self._embedded.start()
+        asyncio.run(self._build_template())
+        return self.url
+
+    @property
+    def pgdata(self) -> Path | None:
+        return self._embedded.path if self.embedded else None
+
+    async def _build_template(self) -> None:
+        conn = await asyncpg.connect(self.url)
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
+            await conn.execute(f"CREATE DATABASE {TEMPLATE}")
+        finally:
+            await conn.close()
+        tconn = await asyncpg.connect(with_database(self.url, TEMPLATE))
+        try:
+            await tconn.execute(db.schema_sql())
+        finally:
+            await tconn.close()
+
+    async def clone(self) -> str:
+        name = "t_" + uuid.uuid4().hex[:16]
+        conn = await asyncpg.connect(self.url)
+        try:
+            await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+        finally:
+            await conn.close()
+        return name
+
+    async def drop(self, name: str) -> None:
+        conn = await asyncpg.connect(self.url)
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await conn.close()
+
+    def stop(self) -> None:
+        if self.embedded:
+            self._embedded.stop()
+            if self._tmp:
+                shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    cluster = PgCluster()
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+async def database_url(pg_cluster: PgCluster) -> AsyncIterator[str]:
+    name = await pg_cluster.clone()
+    yield with_database(pg_cluster.url, name)
+    await pg_cluster.drop(name)
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await db.create_pool(database_url, min_size=1, max_size=4)
+    yield p
+    await p.close()

@@ -1,0 +1,51 @@
+import pytest
+
+from hejcti import phones
+
+
+@pytest.mark.parametrize("raw", ["+49 30 12345678", "030 12345678", "0049 30 12345678", "(030) 1234-5678",
+                                 "+49 (0)30 12345678", "+49-30-12345678", "493012345678"])
+def test_common_forms_normalize_to_e164(raw):
+    assert phones.normalize(raw, "DE") == "+493012345678"
+
+
+@pytest.mark.parametrize("raw", ["", "abc", "12", "+"])
+def test_nonsense_is_no_number(raw):
+    assert phones.normalize(raw, "DE") is None
+
+
+def test_region_decides_numbers_without_country_code():
+    assert phones.normalize("(513) 555-7611", "US") == "+15135557611"
+    assert phones.normalize("01 234 5678", "AT") == "+4312345678"
+
+
+@pytest.mark.parametrize("raw, expected", [("4915791234567", "+4915791234567"), ("anonymous", None), ("", None),
+                                           (None, None), ("123456e0", None), ("+4915791234567", "+4915791234567")])
+def test_from_sipgate(raw, expected):
+    assert phones.from_sipgate(raw) == expected
+
+
+def test_variants_cover_what_crms_store():
+    v = phones.variants("+493012345678", "DE")
+    assert v[:5] == ("+493012345678", "493012345678", "00493012345678", "03012345678", "3012345678")
+    assert "+49 30 12345678" in v and "030 12345678" in v
+    assert "(513) 555-7611" in phones.variants("+15135557611", "US")
+
+
+@pytest.mark.parametrize("stored, expected", [("030 12345678", "exact"), ("+49 30 1234 5678", "exact"),
+                                              ("12345678", "suffix"), ("030 12345679", None), (None, None),
+                                              ("0049 30 12345678", "exact")])
+def test_match(stored, expected):
+    assert phones.match(stored, "+493012345678", "DE") == expected
+
+
+def test_display_is_national_at_home_and_international_abroad():
+    assert phones.display("+4915791234567", "DE") == "01579 1234567"
+    assert phones.display("+15135557611", "DE") == "+1 513-555-7611"
+    assert phones.display(None, "DE") is None
+
+
+@pytest.mark.parametrize("raw, masked", [("+4915791234567", "…567"), ("0157 91234567", "…567"), ("12", "***"),
+                                         (None, "")])
+def test_mask_keeps_the_last_three_digits(raw, masked):
+    assert phones.mask(raw) == masked
