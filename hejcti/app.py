@@ -40,6 +40,7 @@ STORE = web.AppKey("store", Store)
 HUB = web.AppKey("hub", Hub)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 INGEST = web.AppKey("ingest", Ingest)
+INGEST_POOL = web.AppKey("ingest_pool", asyncpg.Pool)
 FANOUT = web.AppKey("fanout", Fanout)
 LISTENER = web.AppKey("listener", Listener)
 REAPER = web.AppKey("reaper", Reaper)
@@ -71,10 +72,13 @@ def create_app(settings: Settings, database_url: str, role: Role = "all") -> web
         await session.close()
 
     async def ingest_ctx(app: web.Application) -> AsyncIterator[None]:
-        app[INGEST] = ingest = Ingest(app[POOL], metrics)
+        # the hot path has connections of its own: nothing else can make a webhook wait for the pool
+        app[INGEST_POOL] = pool = await db.create_pool(database_url, min_size=1, max_size=2)
+        app[INGEST] = ingest = Ingest(pool, metrics)
         ingest.start()
         yield
         await ingest.stop()
+        await asyncio.wait_for(pool.close(), 10)
 
     async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
         store = app[STORE]

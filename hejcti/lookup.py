@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -28,35 +28,54 @@ class Account:
     crm_instance: str | None
     region: str
     log_calls: bool
-    crm_users: dict[str, str | None] = field(default_factory=dict)
 
 
 class Accounts:
-    """Account settings and user mappings, cached for a few seconds (they change rarely; a deleted account
-    stops being served within that time, while its webhooks answer 404 at once)."""
+    """Account settings, cached for a few seconds (they change rarely; a deleted account stops being served
+    within that time, while its webhooks answer 404 at once). One read in flight per account, and a stale
+    entry keeps serving while it is refreshed, so a hot account never stampedes the pool."""
 
     def __init__(self, store: Store, ttl: float = 10.0) -> None:
         self._store = store
         self._ttl = ttl
         self._cache: dict[str, tuple[float, Account | None]] = {}
+        self._loading: dict[str, asyncio.Task[Account | None]] = {}
+        self._crm_users: dict[str, tuple[float, dict[str, str | None]]] = {}
 
     async def get(self, account_id: str) -> Account | None:
         hit = self._cache.get(account_id)
-        now = time.monotonic()
-        if hit and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             return hit[1]
+        task = self._loading.get(account_id)
+        if task is None:
+            task = asyncio.create_task(self._load(account_id))
+            self._loading[account_id] = task
+            task.add_done_callback(lambda _t: self._loading.pop(account_id, None))
+        if hit is not None:
+            return hit[1]  # stale while the refresh runs
+        return await asyncio.shield(task)
+
+    async def _load(self, account_id: str) -> Account | None:
         row = await self._store.fetchrow("account_settings", account_id)
-        account = None
-        if row is not None:
-            users = await self._store.fetch("crm_users_of_account", account_id)
-            account = Account(id=row["id"], crm_kind=row["crm_kind"], crm_instance=row["crm_instance"],
-                              region=row["region"], log_calls=row["log_calls"],
-                              crm_users={u["sipgate_user"]: u["crm_user"] for u in users})
-        self._cache[account_id] = (now + self._ttl, account)
+        account = None if row is None else Account(id=row["id"], crm_kind=row["crm_kind"],
+                                                   crm_instance=row["crm_instance"], region=row["region"],
+                                                   log_calls=row["log_calls"])
+        self._cache[account_id] = (time.monotonic() + self._ttl, account)
         return account
+
+    async def crm_users(self, account_id: str) -> dict[str, str | None]:
+        """sipgate user → mapped CRM user (for call-record owners); read when a record is written."""
+        hit = self._crm_users.get(account_id)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        rows = await self._store.fetch("crm_users_of_account", account_id)
+        users = {r["sipgate_user"]: r["crm_user"] for r in rows}
+        self._crm_users[account_id] = (time.monotonic() + self._ttl, users)
+        return users
 
     def forget(self, account_id: str) -> None:
         self._cache.pop(account_id, None)
+        self._crm_users.pop(account_id, None)
 
 
 async def wait_for_credentials(sessions: list[Session], timeout: float) -> tuple[Session, Credentials] | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -187,7 +188,15 @@ class Records:
                 await self._pool.execute(_NOTE_DONE, job_id, row["note"])
                 log.info("call.note.appended", record=job_id, account=account.id, crm=account.crm_kind)
                 return
-            record = self._record(row, data, account.crm_users, account.id, account.crm_kind)
+            record = self._record(row, data, await self._accounts.crm_users(account.id), account.id)
+            if record.contact is None and record.number:
+                # the pop's lookup is no longer cached (a restart, or more than five minutes): ask again
+                try:
+                    found = await adapter.lookup(record.number, creds, crm_user=record.owner)
+                except (CrmTransientError, CrmPermanentError):
+                    found = []
+                if found:
+                    record = replace(record, contact=found[0])
             logged = await adapter.log_call(record, creds)
         except CrmAuthError as e:
             if session is not None:
@@ -221,7 +230,7 @@ class Records:
                                                  logged.record_id, logged.url))
 
     def _record(self, row: asyncpg.Record, data: dict[str, Any], crm_users: dict[str, str | None],
-                account_id: str, crm_kind: str) -> CallRecord:
+                account_id: str) -> CallRecord:
         by = data.get("answered_by")
         users = list(data.get("users") or [])
         sipgate_user = by or (users[0] if users else None)
