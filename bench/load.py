@@ -120,8 +120,8 @@ class Load:
             call_id = f"{run}-{int(rate)}-{i}"
             at = t0 + i / rate
             scheduled[call_id] = at
-            loop.call_at(at, lambda c=call_id, u=users[i % len(users)], a=at: tasks.append(
-                asyncio.ensure_future(post(c, u, a))))
+            user = users[i % len(users)]
+            loop.call_at(at, lambda c=call_id, u=user, a=at: tasks.append(asyncio.ensure_future(post(c, u, a))))
         await asyncio.sleep(t0 + duration - loop.time())
         while len(tasks) < n:
             await asyncio.sleep(0.01)
