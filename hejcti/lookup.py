@@ -13,7 +13,14 @@ import aiohttp
 
 from hejcti import logs
 from hejcti.crm import adapter_class
-from hejcti.crm.base import Contact, CrmAdapter, CrmAuthError, CrmCredentialsMissingError, CrmError, Credentials
+from hejcti.crm.base import (
+    Contact,
+    Credentials,
+    CrmAdapter,
+    CrmAuthError,
+    CrmCredentialsMissingError,
+    CrmError,
+)
 from hejcti.metrics import Metrics
 from hejcti.sessions import Session
 from hejcti.store import Store

@@ -13,7 +13,15 @@ import os
 from datetime import UTC, datetime
 
 from hejcti import phones
-from hejcti.crm.base import CallRecord, Contact, CrmAdapter, CrmPermanentError, Credentials, LoggedRecord, rank
+from hejcti.crm.base import (
+    CallRecord,
+    Contact,
+    Credentials,
+    CrmAdapter,
+    CrmPermanentError,
+    LoggedRecord,
+    rank,
+)
 
 HEADER = ("id", "name", "company", "phone", "email", "url")
 
