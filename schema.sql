@@ -95,6 +95,7 @@ DECLARE
     v_now    timestamptz := clock_timestamp();
     v_call   calls%ROWTYPE;
     v_users  text[];
+    v_ids    text[];
     v_data   jsonb := p_data;
     v_id     bigint;
     v_vm     boolean;
@@ -113,9 +114,11 @@ BEGIN
                               AND c.call_id = p_data->>'orig_call_id' AND c.call_id <> p_call_id), '{}')
               INTO v_users;
         ELSIF jsonb_array_length(coalesce(p_data->'user_ids', '[]')) > 0 THEN
-            SELECT coalesce(array_agg(u.sipgate_user ORDER BY x.n), '{}') INTO v_users
-              FROM jsonb_array_elements_text(p_data->'user_ids') WITH ORDINALITY AS x(uid, n)
-              JOIN users u ON u.account_id = p_account AND u.sipgate_user = x.uid;
+            -- `= ANY(array)` keeps this an index lookup however many users the account has
+            v_ids := ARRAY(SELECT jsonb_array_elements_text(p_data->'user_ids'));
+            SELECT coalesce(array_agg(u.sipgate_user ORDER BY array_position(v_ids, u.sipgate_user)), '{}')
+              INTO v_users
+              FROM users u WHERE u.account_id = p_account AND u.sipgate_user = ANY(v_ids);
         ELSE
             SELECT coalesce(array_agg(sipgate_user ORDER BY sipgate_user), '{}') INTO v_users
               FROM users WHERE account_id = p_account;
