@@ -211,7 +211,7 @@ def report(h: dict[str, Any], b: dict[str, Any], args: argparse.Namespace, start
 
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench")
-    p.add_argument("--rates", default="50,100,200,400,600,800",
+    p.add_argument("--rates", default="50,100,200,400,800,1200,1600",
                    type=lambda s: [float(x) for x in s.split(",")])
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--sessions", type=int, default=1000)
