@@ -24,12 +24,13 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(self, env: dict[str, str], log: Path, role: str = "all") -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log
         self._fh = open(log, "w")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "hejcti.cli", "serve", "--port", str(self.port)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "hejcti.cli", "serve", "--port", str(self.port),
+                                      "--role", role],
                                      env={**env, "HEJCTI_PUBLIC_URL": self.base}, cwd=ROOT,
                                      stdout=self._fh, stderr=subprocess.STDOUT)
 
@@ -104,3 +105,30 @@ async def test_demo_on_the_embedded_default(tmp_path):
     assert result["received"][3]["duration_s"] >= 1
     human = await hejcti(env, "demo")
     assert "extension <- " in human.stdout and "Julia Schmidt" in human.stdout
+
+
+async def test_web_and_worker_roles(database_url, tmp_path):
+    """A `--role web` process takes webhooks only; a `--role worker` process serves the sessions."""
+    env = env_for(database_url, tmp_path)
+    aid = one_json(await hejcti(env, "account", "create", "--name", "R", "--crm", "hubspot", "--no-log-calls",
+                                "--json"))["account_id"]
+    token = one_json(await hejcti(env, "user", "add", "--account", aid, "--sipgate-user", "w0", "--json"))["token"]
+    web, worker = Server(env, tmp_path / "web.log", "web"), Server(env, tmp_path / "worker.log", "worker")
+    try:
+        async with aiohttp.ClientSession() as http:
+            await web.ready(http)
+            await worker.ready(http)
+            async with http.get(f"{web.base}/ws") as r:
+                assert r.status == 404  # no sessions on a web-only process
+            async with http.ws_connect(f"{worker.base}/ws") as ws:
+                await ws.send_json({"type": "auth", "token": token})
+                assert (await ws.receive_json(timeout=5))["type"] == "auth_ok"
+                sim = one_json(await hejcti(env, "simulate-call", "--account", aid, "--from", "anonymous", "--to",
+                                            "02111234567", "--user", "w0", "--url", web.base, "--delay", "0",
+                                            "--json"))
+                ringing = await ws.receive_json(timeout=10)
+                assert ringing["call_id"] == sim["call_id"] and ringing["anonymous"] is True
+            async with http.post(f"{worker.base}/webhooks/sipgate/x", data=b"event=newCall") as r:
+                assert r.status in (404, 405)  # no webhooks on a worker-only process
+    finally:
+        assert (web.stop(), worker.stop()) == (0, 0)
