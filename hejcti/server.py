@@ -38,6 +38,8 @@ async def serve(settings: Settings, role: Role = "all", ready: asyncio.Event | N
         if ready is not None:
             ready.set()
         await stop.wait()
+        # already stopping: a second SIGTERM (a supervisor repeating itself) must not cut the drain short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         log.info("server.stopping")
         await runner.cleanup()
         log.info("server.stopped")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
 import tempfile
@@ -153,7 +152,7 @@ async def test_sigterm_answers_in_flight_webhooks(database_url, tmp_path):
 
             first = [asyncio.create_task(post(i)) for i in range(40)]
             await asyncio.sleep(0.01)
-            os.kill(server.proc.pid, signal.SIGTERM)
+            server.terminate()
             results = await asyncio.gather(*first)
     finally:
         code = server.stop()

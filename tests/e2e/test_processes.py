@@ -48,8 +48,12 @@ class Server:
             await asyncio.sleep(0.2)
         raise AssertionError("server did not become ready:\n" + self.log.read_text())
 
+    def terminate(self) -> None:
+        self.terminated = True
+        self.proc.send_signal(signal.SIGTERM)
+
     def stop(self) -> int:
-        if self.proc.poll() is None:
+        if self.proc.poll() is None and not getattr(self, "terminated", False):
             self.proc.send_signal(signal.SIGTERM)
         try:
             code = self.proc.wait(20)
@@ -83,7 +87,7 @@ async def test_webhook_on_one_process_pops_on_the_other(database_url, tmp_path):
                 assert ringing["contacts"][0]["id"] == "c1"
                 assert (await ws.receive_json(timeout=10))["type"] == "call.ended"
                 # SIGTERM: b finishes and closes its sessions with 1001 (going away)
-                b.proc.send_signal(signal.SIGTERM)
+                b.terminate()
                 msg = await ws.receive(timeout=15)
                 assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1001
     finally:
