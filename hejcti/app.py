@@ -94,6 +94,7 @@ def create_app(settings: Settings, database_url: str, role: Role = "all") -> web
                                          metrics=metrics, credentials_wait_s=settings.credentials_wait_s)
         app[WS].replay = fanout.replay
         app[WS].note = records.add_note
+        app[WS].on_credentials = lambda _session: records.wake()
         app[LISTENER] = listener = Listener(database_url, _deliver(fanout, records), metrics,
                                             poll_interval=settings.poll_interval_s)
         app[REAPER] = reaper = Reaper(app[POOL], interval=settings.reaper_interval_s,

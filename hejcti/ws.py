@@ -34,6 +34,7 @@ class WebSocketHandler:
         self.metrics = metrics
         self.replay = replay
         self.note = note
+        self.on_credentials: Callable[[Session], None] | None = None  # e.g. call records waiting for a token
         self.shutting_down = False
 
     async def __call__(self, request: web.Request) -> web.WebSocketResponse:
@@ -119,6 +120,8 @@ class WebSocketHandler:
         elif isinstance(m, protocol.CrmCredentials):
             session.set_credentials(Credentials(access_token=m.access_token, instance_url=m.instance_url))
             log.info("session.credentials", session=session.id, account=session.account_id)
+            if self.on_credentials is not None:
+                self.on_credentials(session)
             reply = protocol.reply("result", m.id, ok=True)
         elif isinstance(m, protocol.CallNote):
             if self.note is None:

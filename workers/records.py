@@ -113,6 +113,10 @@ class Records:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def wake(self) -> None:
+        """A session sent credentials: jobs that waited for them can go now."""
+        self._wake.set()
+
     def notice(self, ev: Event) -> None:
         """A hangup was stored: a job may be due in a few seconds."""
         if ev.event == "hangup":
@@ -179,7 +183,7 @@ class Records:
         if adapter.needs_credentials and creds is None:
             for s in sessions:
                 s.ask_credentials("missing")
-            await self._pool.execute(_RELEASE, job_id, 5.0)
+            await self._pool.execute(_RELEASE, job_id, 0.0)
             return
         session = next((s for s in sessions if s.credentials == creds), None)
         try:

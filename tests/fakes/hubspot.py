@@ -1,0 +1,134 @@
+"""A fake HubSpot that answers in HubSpot's shapes (reference §2.8): contact and company search with the
+OR'ed filter-group semantics over the stored and the calculated phone properties, account details, calls."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import phonenumbers
+from aiohttp import web
+
+from tests.fakes.base import FakeCrm, FakeState, json_response
+
+_ids = itertools.count(46203421009)
+
+
+def calculated(phone: str | None, region: str = "DE") -> str | None:
+    """HubSpot's hs_searchable_calculated_*: digits without the country code."""
+    if not phone:
+        return None
+    try:
+        return phonenumbers.national_significant_number(phonenumbers.parse(phone, region))
+    except phonenumbers.NumberParseException:
+        return "".join(ch for ch in phone if ch.isdigit()).lstrip("0") or None
+
+
+@dataclass
+class State(FakeState):
+    contacts: list[dict[str, Any]] = field(default_factory=list)  # {"id", "properties": {...}, "updatedAt"}
+    companies: list[dict[str, Any]] = field(default_factory=list)
+    calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add_contact(self, cid: str, first: str, last: str, phone: str | None = None, mobile: str | None = None,
+                    owner: str | None = None, company_id: str | None = None, company: str | None = None,
+                    modified: str = "2025-10-30T16:41:12.004Z") -> None:
+        self.contacts.append({"id": cid, "properties": {
+            "firstname": first, "lastname": last, "phone": phone, "mobilephone": mobile, "hubspot_owner_id": owner,
+            "associatedcompanyid": company_id, "company": company, "lastmodifieddate": modified,
+            "hs_object_id": cid}, "createdAt": "2024-05-02T09:14:03.512Z", "updatedAt": modified, "archived": False})
+
+    def add_company(self, cid: str, name: str, phone: str) -> None:
+        self.companies.append({"id": cid, "properties": {"name": name, "phone": phone, "hs_object_id": cid,
+                                                         "hs_lastmodifieddate": "2025-01-01T00:00:00Z"},
+                               "createdAt": "2024-01-01T00:00:00Z", "updatedAt": "2025-01-01T00:00:00Z",
+                               "archived": False})
+
+
+def _matches(props: dict[str, Any], flt: dict[str, Any]) -> bool:
+    name, op = flt["propertyName"], flt["operator"]
+    if name.startswith("hs_searchable_calculated_"):
+        source = "mobilephone" if "mobile" in name else "phone"
+        value = calculated(props.get(source))
+    else:
+        value = props.get(name)
+    if value is None:
+        return False
+    if op == "EQ":
+        return value == flt["value"]
+    if op == "IN":
+        return value in flt["values"]
+    return False
+
+
+class Fake(FakeCrm):
+    state: State
+
+    def expired(self) -> web.Response:
+        return json_response({"status": "error", "message": "The OAuth token used to make this call expired 0 "
+                              "second(s) ago.", "correlationId": "019cd9fe", "category": "EXPIRED_AUTHENTICATION",
+                              "context": {"expire time": ["2025-11-24T14:05:41.164Z"]}}, 401)
+
+    def rate_limited(self, retry_after: float | None) -> web.Response:
+        headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
+        return json_response({"status": "error", "message": "You have reached your secondly limit.",
+                              "errorType": "RATE_LIMIT", "correlationId": "c033cdaa", "policyName": "SECONDLY"},
+                             429, headers)
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/crm/v3/objects/{obj}/search", self.search)
+        app.router.add_get("/account-info/v3/details", self.details)
+        app.router.add_post("/crm/v3/objects/calls", self.create_call)
+        app.router.add_get("/crm/v3/objects/calls/{id}", self.get_call)
+        app.router.add_patch("/crm/v3/objects/calls/{id}", self.patch_call)
+
+    async def search(self, request: web.Request) -> web.Response:
+        await self.slow()
+        body = await request.json()
+        records = self.state.contacts if request.match_info["obj"] == "contacts" else self.state.companies
+        hits = [r for r in records if any(all(_matches(r["properties"], f) for f in g["filters"])
+                                          for g in body.get("filterGroups", []))]
+        wanted = set(body.get("properties", [])) | {"createdate", "email", "firstname", "hs_object_id",
+                                                    "lastmodifieddate", "lastname"}
+        results = [{**r, "properties": {k: v for k, v in r["properties"].items() if k in wanted}} for r in hits]
+        return json_response({"total": len(results), "results": results})
+
+    async def details(self, _: web.Request) -> web.Response:
+        return json_response({"portalId": 62515, "accountType": "STANDARD", "timeZone": "Europe/Berlin",
+                              "uiDomain": "app-eu1.hubspot.com", "dataHostingLocation": "eu1"})
+
+    async def create_call(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        props = body.get("properties", {})
+        if "hs_timestamp" not in props:
+            return json_response({"status": "error", "message": "hs_timestamp is required",
+                                  "category": "VALIDATION_ERROR"}, 400)
+        for a in body.get("associations", []):
+            if a["types"][0]["associationTypeId"] not in (194, 182, 206, 220):
+                return json_response({"status": "error", "message": "bad association",
+                                      "category": "VALIDATION_ERROR"}, 400)
+        cid = str(next(_ids))
+        stored = {"id": cid, "properties": {**props, "hs_object_id": cid}, "associations": body.get("associations", [])}
+        self.state.calls[cid] = stored
+        self.state.created.append(stored)
+        return json_response({"id": cid, "properties": stored["properties"], "archived": False}, 201)
+
+    async def get_call(self, request: web.Request) -> web.Response:
+        call = self.state.calls.get(request.match_info["id"])
+        if call is None:
+            return json_response({"status": "error", "message": "not found", "category": "OBJECT_NOT_FOUND"}, 404)
+        return json_response({"id": call["id"], "properties": {"hs_call_body": call["properties"].get("hs_call_body")}})
+
+    async def patch_call(self, request: web.Request) -> web.Response:
+        call = self.state.calls.get(request.match_info["id"])
+        if call is None:
+            return json_response({"status": "error", "message": "not found", "category": "OBJECT_NOT_FOUND"}, 404)
+        props = (await request.json()).get("properties", {})
+        call["properties"].update(props)
+        self.state.notes.append((call["id"], props.get("hs_call_body", "")))
+        return json_response({"id": call["id"], "properties": call["properties"]})
+
+
+def make_app(state: State) -> web.Application:
+    return Fake(state).app()
