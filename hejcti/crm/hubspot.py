@@ -18,12 +18,12 @@ from hejcti import phones
 from hejcti.crm.base import (
     CallRecord,
     Contact,
+    Credentials,
     CrmAdapter,
     CrmAuthError,
     CrmError,
     CrmPermanentError,
     CrmRateLimitError,
-    Credentials,
     LoggedRecord,
     Response,
     body_json,

@@ -12,12 +12,12 @@ from aioresponses import aioresponses
 from hejcti.crm.base import (
     CallRecord,
     Contact,
+    Credentials,
     CrmAuthError,
     CrmCredentialsMissingError,
     CrmPermanentError,
     CrmRateLimitError,
     CrmTimeoutError,
-    Credentials,
 )
 from hejcti.crm.hubspot import Adapter
 from tests.conftest import FIXTURES
