@@ -1,0 +1,137 @@
+"""Salesforce (REST API).
+
+``--crm-instance`` is the org's instance URL (``https://acme.my.salesforce.com``); without it the session's
+``instance_url`` from its token is used. Lookup: one SOSL search ``FIND {…} IN PHONE FIELDS`` over Contacts,
+unconverted Leads and Accounts with the number's digit-only forms (nothing to escape), every hit verified on
+its phone fields. Deep links in Lightning form (``https://acme.lightning.force.com/lightning/r/Contact/{id}/view``)
+for My Domain orgs, else ``{instance}/{id}``. Records: a Task with ``TaskSubtype: Call``; a note is appended to
+the Task's Description.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+from urllib.parse import urlsplit
+
+from hejcti import phones
+from hejcti.crm.base import (
+    CallRecord,
+    Contact,
+    Credentials,
+    CrmAdapter,
+    CrmAuthError,
+    CrmError,
+    CrmPermanentError,
+    CrmRateLimitError,
+    LoggedRecord,
+    Response,
+    body_json,
+    parse_time,
+    rank,
+)
+
+VERSION = "v62.0"
+FIELDS = {
+    "Contact": ["Id", "Name", "Phone", "MobilePhone", "HomePhone", "OtherPhone", "AccountId", "Account.Name",
+                "OwnerId", "LastModifiedDate"],
+    "Lead": ["Id", "Name", "Company", "Phone", "MobilePhone", "OwnerId", "LastModifiedDate"],
+    "Account": ["Id", "Name", "Phone", "OwnerId", "LastModifiedDate"],
+}
+PHONE_FIELDS = ("Phone", "MobilePhone", "HomePhone", "OtherPhone")
+KIND = {"Contact": "contact", "Lead": "lead", "Account": "account"}
+
+
+def _error_code(resp: Response) -> str:
+    body = body_json(resp)
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        return str(body[0].get("errorCode", ""))
+    return ""
+
+
+class Adapter(CrmAdapter):
+    kind = "salesforce"
+
+    def classify(self, resp: Response) -> CrmError:
+        code = _error_code(resp)
+        if resp.status == 401:
+            return CrmAuthError(f"salesforce session rejected ({code or 'HTTP 401'})", crm=self.kind, status=401)
+        if resp.status == 403 and code == "REQUEST_LIMIT_EXCEEDED":
+            return CrmRateLimitError("salesforce REQUEST_LIMIT_EXCEEDED", crm=self.kind, status=403)
+        if resp.status >= 400 and code:
+            err = super().classify(resp)
+            err.args = (f"{err.args[0]} ({code})",)
+            return err
+        return super().classify(resp)
+
+    def _ui(self, base: str, sobject: str, rid: str) -> str:
+        host = urlsplit(base).hostname or ""
+        if host.endswith(".my.salesforce.com"):
+            org = host.removesuffix(".my.salesforce.com")
+            return f"https://{org}.lightning.force.com/lightning/r/{sobject}/{rid}/view"
+        return f"{base}/{rid}"
+
+    async def lookup(self, e164: str, creds: Credentials | None, *, crm_user: str | None = None) -> list[Contact]:
+        base = self.base_url(creds)
+        terms = [v for v in phones.variants(e164, self.region) if v.isdigit()]
+        returning = ", ".join(
+            f"{obj}({', '.join(fields)}{' WHERE IsConverted = false' if obj == 'Lead' else ''} LIMIT 20)"
+            for obj, fields in FIELDS.items())
+        sosl = "FIND {" + " OR ".join(f'"{t}"' for t in terms) + "} IN PHONE FIELDS RETURNING " + returning
+        data = await self.request("GET", f"{base}/services/data/{VERSION}/search/", creds=creds, params={"q": sosl})
+        records = data.get("searchRecords") if isinstance(data, dict) else data
+        if not isinstance(records, list):
+            raise CrmPermanentError("salesforce search: unexpected answer", crm=self.kind)
+        found = []
+        for r in records:
+            sobject = (r.get("attributes") or {}).get("type")
+            if sobject not in KIND or not r.get("Id"):
+                continue
+            match = phones.best_match([r.get(f) for f in PHONE_FIELDS], e164, self.region)
+            if match is None:
+                continue
+            company = (r.get("Account") or {}).get("Name") if sobject == "Contact" else r.get("Company")
+            found.append(Contact(
+                crm=self.kind, kind=KIND[sobject], id=r["Id"], name=r.get("Name") or r["Id"],
+                company=company or (r.get("Name") if sobject == "Account" else None),
+                url=self._ui(base, sobject, r["Id"]), match=match, owner_id=r.get("OwnerId"),
+                modified_at=parse_time(r.get("LastModifiedDate")),
+                parent_id=r.get("AccountId") if sobject == "Contact" else None))
+        return rank(found, crm_user)
+
+    async def log_call(self, record: CallRecord, creds: Credentials | None) -> LoggedRecord:
+        base = self.base_url(creds)
+        task: dict[str, Any] = {
+            "Subject": record.subject(self.region)[:255],
+            "TaskSubtype": "Call",
+            "CallType": "Inbound" if record.direction == "in" else "Outbound",
+            "CallDurationInSeconds": record.duration_s or 0,
+            "CallObject": record.key[:255],
+            "CallDisposition": record.outcome.capitalize(),
+            "Status": "Completed",
+            "ActivityDate": record.started_at.astimezone(UTC).date().isoformat(),
+            "Description": record.description(self.region),
+        }
+        c = record.contact
+        if c is not None:
+            if c.kind in ("contact", "lead"):
+                task["WhoId"] = c.id
+                if c.kind == "contact" and c.parent_id:
+                    task["WhatId"] = c.parent_id  # a lead's task takes no WhatId
+            elif c.kind == "account":
+                task["WhatId"] = c.id
+        if record.owner:
+            task["OwnerId"] = record.owner
+        data = await self.request("POST", f"{base}/services/data/{VERSION}/sobjects/Task/", creds=creds, json=task,
+                                  budget=10)
+        if not isinstance(data, dict) or not data.get("id"):
+            raise CrmPermanentError("salesforce created no Task", crm=self.kind)
+        return LoggedRecord(record_id=data["id"], url=self._ui(base, "Task", data["id"]))
+
+    async def append_note(self, record_id: str, text: str, creds: Credentials | None) -> None:
+        base = self.base_url(creds)
+        url = f"{base}/services/data/{VERSION}/sobjects/Task/{record_id}"
+        current = await self.request("GET", url, creds=creds, params={"fields": "Description"}, budget=10)
+        old = (current or {}).get("Description") or ""
+        await self.request("PATCH", url, creds=creds, json={"Description": f"{old}\n\n{text}" if old else text},
+                           budget=10)

@@ -1,0 +1,124 @@
+"""SuiteCRM (V8 JSON:API, SuiteCRM 7.10+ and 8.x; the legacy v4_1 REST is not supported).
+
+``--crm-instance`` is the site URL; the API is ``{site}/Api/V8`` (SuiteCRM 8 maps it there too). Lookup: per
+module (Contacts, Leads, Accounts) one request, the phone fields OR'ed with ``like %<last 8 digits>`` (V8
+allows one value per field and operator, and compares raw strings), every hit verified. Deep links in
+SuiteCRM 7 form (``index.php?module=Contacts&action=DetailView&record=…``, which SuiteCRM 8 also serves).
+Records: a Calls record (status Held or Not Held) with its parent; a note is appended to its description.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC
+from typing import Any
+
+from hejcti import phones
+from hejcti.crm.base import (
+    CallRecord,
+    Contact,
+    Credentials,
+    CrmAdapter,
+    CrmAuthError,
+    CrmError,
+    CrmPermanentError,
+    LoggedRecord,
+    Response,
+    body_json,
+    parse_time,
+    rank,
+)
+
+PHONES = {"Contacts": ["phone_work", "phone_mobile", "phone_home", "phone_other"],
+          "Leads": ["phone_work", "phone_mobile", "phone_home", "phone_other"],
+          "Accounts": ["phone_office", "phone_alternate"]}
+OTHER = {"Contacts": ["first_name", "last_name", "account_id", "account_name", "assigned_user_id", "date_modified"],
+         "Leads": ["first_name", "last_name", "account_name", "assigned_user_id", "date_modified"],
+         "Accounts": ["name", "assigned_user_id", "date_modified"]}
+KIND = {"Contacts": "contact", "Leads": "lead", "Accounts": "account"}
+JSONAPI = {"Content-Type": "application/vnd.api+json", "Accept": "application/vnd.api+json"}
+
+
+class Adapter(CrmAdapter):
+    kind = "suitecrm"
+
+    def classify(self, resp: Response) -> CrmError:
+        if resp.status == 401:
+            body = body_json(resp)
+            error = body.get("error") if isinstance(body, dict) else None
+            return CrmAuthError(f"suitecrm token rejected ({error or 'HTTP 401'})", crm=self.kind, status=401)
+        if resp.status == 400:
+            body = body_json(resp)
+            detail = ((body or {}).get("errors") or {}).get("detail") if isinstance(body, dict) else None
+            return CrmPermanentError(f"suitecrm refused the request: {str(detail or 'HTTP 400')[:120]}",
+                                     crm=self.kind, status=400)
+        return super().classify(resp)
+
+    def _url(self, base: str, module: str, rid: str) -> str:
+        return f"{base}/index.php?module={module}&action=DetailView&record={rid}"
+
+    async def _module(self, base: str, module: str, e164: str, creds: Credentials | None) -> list[dict]:
+        suffix = phones.national_significant(e164)[-8:]
+        params = {"filter[operator]": "or", f"fields[{module}]": ",".join(PHONES[module] + OTHER[module]),
+                  "page[size]": "20", "page[number]": "1"}
+        for f in PHONES[module]:
+            params[f"filter[{f}][like]"] = f"%{suffix}"
+        data = await self.request("GET", f"{base}/Api/V8/module/{module}", creds=creds, params=params,
+                                  headers={"Accept": JSONAPI["Accept"]})
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise CrmPermanentError(f"suitecrm {module}: unexpected answer", crm=self.kind)
+        return data["data"]
+
+    async def lookup(self, e164: str, creds: Credentials | None, *, crm_user: str | None = None) -> list[Contact]:
+        base = self.base_url(creds)
+        answers = await asyncio.gather(*(self._module(base, m, e164, creds) for m in PHONES))
+        found = []
+        for module, rows in zip(PHONES, answers, strict=True):
+            for row in rows:
+                a = row.get("attributes") or {}
+                match = phones.best_match([a.get(f) for f in PHONES[module]], e164, self.region)
+                if match is None or not row.get("id"):
+                    continue
+                name = a.get("name") or " ".join(x for x in (a.get("first_name"), a.get("last_name")) if x) or row["id"]
+                found.append(Contact(
+                    crm=self.kind, kind=KIND[module], id=row["id"], name=name,  # type: ignore[arg-type]
+                    company=(a.get("account_name") if module != "Accounts" else a.get("name")) or None,
+                    url=self._url(base, module, row["id"]), match=match, owner_id=a.get("assigned_user_id") or None,
+                    modified_at=parse_time(a.get("date_modified")),
+                    parent_id=a.get("account_id") or None if module == "Contacts" else None))
+        return rank(found, crm_user)
+
+    async def log_call(self, record: CallRecord, creds: Credentials | None) -> LoggedRecord:
+        base = self.base_url(creds)
+        seconds = record.duration_s or 0
+        attributes: dict[str, Any] = {
+            "name": record.subject(self.region),
+            "direction": "Inbound" if record.direction == "in" else "Outbound",
+            "status": "Held" if record.answered or record.voicemail else "Not Held",
+            "date_start": record.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            "duration_hours": seconds // 3600,
+            "duration_minutes": (seconds % 3600 + 59) // 60,
+            "description": record.description(self.region),
+        }
+        c = record.contact
+        if c is not None:
+            attributes["parent_type"] = {"contact": "Contacts", "lead": "Leads", "account": "Accounts"}[c.kind]
+            attributes["parent_id"] = c.id
+        if record.owner:
+            attributes["assigned_user_id"] = record.owner
+        data = await self.request("POST", f"{base}/Api/V8/module", creds=creds, budget=10, headers=JSONAPI,
+                                  data=json.dumps({"data": {"type": "Calls", "attributes": attributes}}))
+        rid = ((data or {}).get("data") or {}).get("id") if isinstance(data, dict) else None
+        if not rid:
+            raise CrmPermanentError("suitecrm created no call", crm=self.kind)
+        return LoggedRecord(record_id=rid, url=self._url(base, "Calls", rid))
+
+    async def append_note(self, record_id: str, text: str, creds: Credentials | None) -> None:
+        base = self.base_url(creds)
+        current = await self.request("GET", f"{base}/Api/V8/module/Calls/{record_id}", creds=creds, budget=10,
+                                     params={"fields[Calls]": "description"}, headers={"Accept": JSONAPI["Accept"]})
+        old = (((current or {}).get("data") or {}).get("attributes") or {}).get("description") or ""
+        await self.request("PATCH", f"{base}/Api/V8/module", creds=creds, budget=10, headers=JSONAPI,
+                           data=json.dumps({"data": {"type": "Calls", "id": record_id, "attributes": {
+                               "description": f"{old}\n\n{text}" if old else text}}}))

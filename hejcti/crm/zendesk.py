@@ -1,0 +1,104 @@
+"""Zendesk Support.
+
+``--crm-instance`` is the subdomain (``acme`` → ``https://acme.zendesk.com``) or a URL. Lookup: the search
+recipe of Zendesk's Talk Partner guide, ``type:user phone:*<national number>``; the leading wildcard makes
+the match independent of how the number was written. Users are end users and agents (kind ``user``); their
+organization gives the company. Records: a ticket with a private comment (option C of the reference: it needs
+no Talk Partner Edition or Marketplace app), requested by the caller, assigned to the mapped agent, tagged
+``cti_call``; a note is another private comment on that ticket.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+from hejcti import phones
+from hejcti.crm.base import (
+    CallRecord,
+    Contact,
+    Credentials,
+    CrmAdapter,
+    CrmAuthError,
+    CrmError,
+    CrmPermanentError,
+    CrmRateLimitError,
+    LoggedRecord,
+    Response,
+    body_json,
+    parse_time,
+    rank,
+    retry_after_seconds,
+)
+
+
+class Adapter(CrmAdapter):
+    kind = "zendesk"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if self.instance and "://" not in self.instance:
+            self.instance = f"https://{self.instance}.zendesk.com"
+
+    def classify(self, resp: Response) -> CrmError:
+        if resp.status == 429:  # usually text/plain: "Number of allowed API requests per minute exceeded"
+            return CrmRateLimitError("zendesk rate limit", crm=self.kind, status=429,
+                                     retry_after=retry_after_seconds(resp.headers))
+        if resp.status == 401:
+            body = body_json(resp)
+            error = body.get("error") if isinstance(body, dict) else None
+            return CrmAuthError(f"zendesk token rejected ({error or 'HTTP 401'})", crm=self.kind, status=401)
+        return super().classify(resp)
+
+    async def lookup(self, e164: str, creds: Credentials | None, *, crm_user: str | None = None) -> list[Contact]:
+        base = self.base_url(creds)
+        nsn = phones.national_significant(e164)
+        data = await self.request("GET", f"{base}/api/v2/search.json", creds=creds,
+                                  params={"query": f"type:user phone:*{nsn}"})
+        if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+            raise CrmPermanentError("zendesk search: unexpected answer", crm=self.kind)
+        found = []
+        for u in data["results"]:
+            if u.get("result_type", "user") != "user" or u.get("id") is None:
+                continue
+            match = phones.best_match([u.get("phone")], e164, self.region)
+            if match is None:
+                continue
+            found.append(Contact(
+                crm=self.kind, kind="user", id=str(u["id"]), name=u.get("name") or str(u["id"]), company=None,
+                url=f"{base}/agent/users/{u['id']}", match=match,
+                owner_id=str(u["id"]) if u.get("role") in ("agent", "admin") else None,
+                modified_at=parse_time(u.get("updated_at")),
+                parent_id=str(u["organization_id"]) if u.get("organization_id") else None))
+        return rank(found, crm_user)
+
+    async def log_call(self, record: CallRecord, creds: Credentials | None) -> LoggedRecord:
+        base = self.base_url(creds)
+        started = record.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        lines = [record.description(self.region), "",
+                 f"Caller: {phones.display(record.number, self.region) or 'anonymous'}",
+                 f"Line: {phones.display(record.own_number, self.region) or '–'}", f"Started: {started}"]
+        ticket: dict[str, Any] = {
+            "subject": record.subject(self.region),
+            "comment": {"body": "\n".join(lines), "public": False},
+            "tags": ["cti_call", f"cti_{record.outcome}"],
+        }
+        if record.contact is not None and record.contact.kind == "user":
+            ticket["requester_id"] = _int(record.contact.id)
+        if record.owner:
+            ticket["assignee_id"] = _int(record.owner)
+        data = await self.request("POST", f"{base}/api/v2/tickets.json", creds=creds, budget=10,
+                                  json={"ticket": ticket})
+        tid = ((data or {}).get("ticket") or {}).get("id") if isinstance(data, dict) else None
+        if tid is None:
+            raise CrmPermanentError("zendesk created no ticket", crm=self.kind)
+        return LoggedRecord(record_id=str(tid), url=f"{base}/agent/tickets/{tid}")
+
+    async def append_note(self, record_id: str, text: str, creds: Credentials | None) -> None:
+        base = self.base_url(creds)
+        await self.request("PUT", f"{base}/api/v2/tickets/{record_id}.json", creds=creds, budget=10,
+                           json={"ticket": {"comment": {"body": text, "public": False}}})
+
+
+def _int(value: str) -> int | str:
+    return int(value) if value.isdigit() else value

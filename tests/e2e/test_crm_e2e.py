@@ -1,0 +1,44 @@
+"""One call per CRM through the whole product: webhook in, pop with the contact out, hangup, the record
+created on a local server that answers in that CRM's shapes, call.logged, and a note appended."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.crm_specs import SPECS, Spec
+from tests.e2e.test_fanout import hangup, new_call
+from tests.fakes.base import Running
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.kind for s in SPECS])
+async def test_call_through_each_crm(harness, spec: Spec):
+    state = spec.fake.State()
+    state.add_contact(spec.ids[0], "Julia", "Schmidt", spec.stored, owner=spec.owner, company_id=spec.company_id,
+                      company="Acme GmbH")
+    async with Running(spec.fake.make_app(state)) as base:
+        acc = await harness.account(crm=spec.kind, crm_instance=base)
+        rep = await harness.connect(await harness.user(acc["account_id"], "w0", crm_user=spec.owner))
+        assert (await rep.request({"type": "crm.credentials", "access_token": "good-token", "id": 1}))["ok"]
+        cid = f"CE2E{spec.kind.upper()}"
+        await harness.post(acc["url"], new_call(cid))
+        ringing = await rep.expect("call.ringing")
+        assert ringing["resolved"] is True
+        (contact,) = ringing["contacts"]
+        assert contact["crm"] == spec.kind and contact["id"] == spec.ids[0] and contact["name"] == "Julia Schmidt"
+        assert contact["kind"] == spec.contact_kind and spec.url_part in contact["url"]
+        await harness.post(acc["url"], f"event=answer&callId={cid}&user=A&userId=w0&direction=in")
+        await harness.post(acc["url"], hangup(cid))
+        logged = await rep.expect("call.logged", timeout=20)
+        assert logged["crm"] == spec.kind and logged["call_id"] == cid
+        (created,) = state.created
+        assert str(created["id"]) == logged["record_id"]
+        assert spec.owner_of(created) == spec.owner and spec.contact_of(created) == spec.ids[0]
+        await rep.request({"type": "call.note", "call_id": cid, "text": "Call back on Friday", "id": 2})
+        for _ in range(100):
+            if "Call back on Friday" in spec.body_of(state, logged["record_id"]):
+                break
+            await asyncio.sleep(0.1)
+        assert "Call back on Friday" in spec.body_of(state, logged["record_id"])
+        assert len(state.created) == 1

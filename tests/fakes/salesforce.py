@@ -1,0 +1,110 @@
+"""A fake Salesforce org (reference §1.8): SOSL phone search, Tasks, the 401 array and REQUEST_LIMIT_EXCEEDED."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.base import FakeCrm, FakeState, json_response
+
+_ids = (f"00TDn00000AbC{i:05d}" for i in itertools.count(1))
+PHONES = ("Phone", "MobilePhone", "HomePhone", "OtherPhone")
+
+
+def digits(v: str | None) -> str:
+    return "".join(ch for ch in v or "" if ch.isdigit())
+
+
+@dataclass
+class State(FakeState):
+    records: list[dict[str, Any]] = field(default_factory=list)
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add_contact(self, cid: str, first: str, last: str, phone: str, owner: str | None = None,
+                    company_id: str | None = None, company: str | None = None, sobject: str = "Contact",
+                    modified: str = "2025-10-30T16:41:12.000+0000") -> None:
+        rec = {"attributes": {"type": sobject, "url": f"/services/data/v62.0/sobjects/{sobject}/{cid}"}, "Id": cid,
+               "Name": f"{first} {last}".strip(), "Phone": phone, "OwnerId": owner, "LastModifiedDate": modified}
+        if sobject == "Contact":
+            rec.update(FirstName=first, LastName=last, MobilePhone=None, HomePhone=None, OtherPhone=None,
+                       AccountId=company_id, Account={"Name": company} if company else None)
+        elif sobject == "Lead":
+            rec.update(Company=company, MobilePhone=None, IsConverted=False)
+        self.records.append(rec)
+
+
+class Fake(FakeCrm):
+    state: State
+
+    def expired(self) -> web.Response:
+        return json_response([{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}], 401)
+
+    def rate_limited(self, retry_after: float | None) -> web.Response:
+        return json_response([{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}], 403)
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        response = await super().middleware(request, handler)
+        response.headers["Sforce-Limit-Info"] = "api-usage=18/5000"
+        return response
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/services/data/{v}/search/", self.search)
+        app.router.add_post("/services/data/{v}/sobjects/Task/", self.create_task)
+        app.router.add_get("/services/data/{v}/sobjects/Task/{id}", self.get_task)
+        app.router.add_patch("/services/data/{v}/sobjects/Task/{id}", self.patch_task)
+
+    async def search(self, request: web.Request) -> web.Response:
+        await self.slow()
+        sosl = request.query.get("q", "")
+        m = re.match(r"FIND \{(.*)\} IN PHONE FIELDS RETURNING (.*)$", sosl, re.S)
+        if not m:
+            return json_response([{"message": "bad SOSL", "errorCode": "INVALID_SEARCH"}], 400)
+        terms = set(re.findall(r'"([^"]*)"', m.group(1)))
+        returning = m.group(2)
+        out = []
+        for r in self.state.records:
+            sobject = r["attributes"]["type"]
+            if f"{sobject}(" not in returning or (sobject == "Lead" and r.get("IsConverted")):
+                continue
+            if any(digits(r.get(f)) in terms or r.get(f) in terms for f in PHONES if r.get(f)):
+                fields = re.search(rf"{sobject}\(([^)]*)\)", returning).group(1).split(" WHERE")[0]
+                names = [f.strip() for f in fields.split(" LIMIT")[0].split(",")]
+                row = {"attributes": r["attributes"]}
+                for n in names:
+                    key = n.split(".")[0]
+                    row[key] = r.get(key)
+                out.append(row)
+        return json_response({"searchRecords": out})
+
+    async def create_task(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if body.get("CallType") not in ("Inbound", "Outbound", "Internal"):
+            return json_response([{"message": "bad picklist", "errorCode": "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                                   "fields": ["CallType"]}], 400)
+        tid = next(_ids)
+        self.state.tasks[tid] = body
+        self.state.created.append({"id": tid, **body})
+        return json_response({"id": tid, "success": True, "errors": []}, 201)
+
+    async def get_task(self, request: web.Request) -> web.Response:
+        task = self.state.tasks.get(request.match_info["id"])
+        if task is None:
+            return json_response([{"message": "not found", "errorCode": "NOT_FOUND"}], 404)
+        return json_response({"attributes": {"type": "Task"}, "Id": request.match_info["id"],
+                              "Description": task.get("Description")})
+
+    async def patch_task(self, request: web.Request) -> web.Response:
+        tid = request.match_info["id"]
+        body = await request.json()
+        self.state.tasks[tid].update(body)
+        self.state.notes.append((tid, body.get("Description", "")))
+        return web.Response(status=204)
+
+
+def make_app(state: State) -> web.Application:
+    return Fake(state).app()

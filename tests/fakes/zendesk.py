@@ -1,0 +1,88 @@
+"""A fake Zendesk Support (reference §4.8): user search with the leading-wildcard phone query, tickets with
+private comments, 401 invalid_token and a text/plain 429."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.base import FakeCrm, FakeState, json_response
+
+_ids = itertools.count(101)
+
+
+def digits(v: str | None) -> str:
+    return "".join(ch for ch in v or "" if ch.isdigit())
+
+
+@dataclass
+class State(FakeState):
+    users: list[dict[str, Any]] = field(default_factory=list)
+    tickets: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def add_contact(self, cid: str, first: str, last: str, phone: str, owner: str | None = None,
+                    company_id: str | None = None, **_: Any) -> None:
+        self.users.append({"id": int(cid), "url": f"https://acme.zendesk.com/api/v2/users/{cid}.json",
+                           "name": f"{first} {last}".strip(), "email": None, "phone": phone,
+                           "shared_phone_number": False, "organization_id": int(company_id) if company_id else None,
+                           "role": "end-user", "updated_at": "2025-10-30T16:41:12Z", "result_type": "user"})
+
+
+class Fake(FakeCrm):
+    state: State
+
+    def expired(self) -> web.Response:
+        return json_response({"error": "invalid_token", "error_description": "The access token provided is expired, "
+                              "revoked, malformed or invalid for other reasons."}, 401)
+
+    def rate_limited(self, retry_after: float | None) -> web.Response:
+        headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
+        return web.Response(status=429, text="Number of allowed API requests per minute exceeded",
+                            content_type="text/plain", headers=headers)
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/api/v2/search.json", self.search)
+        app.router.add_post("/api/v2/tickets.json", self.create_ticket)
+        app.router.add_put("/api/v2/tickets/{id}.json", self.update_ticket)
+
+    async def search(self, request: web.Request) -> web.Response:
+        await self.slow()
+        query = request.query.get("query", "")
+        m = re.search(r"phone:(\*?)(\d+)", query)
+        if "type:user" not in query or not m:
+            return json_response({"error": "invalid", "description": "unsupported query"}, 400)
+        wildcard, wanted = m.group(1) == "*", m.group(2)
+        hits = [u for u in self.state.users
+                if (digits(u["phone"]).endswith(wanted) if wildcard else digits(u["phone"]) == wanted)]
+        return json_response({"results": hits, "facets": None, "next_page": None, "previous_page": None,
+                              "count": len(hits)})
+
+    async def create_ticket(self, request: web.Request) -> web.Response:
+        ticket = (await request.json()).get("ticket") or {}
+        if not ticket.get("comment", {}).get("body"):
+            return json_response({"error": "RecordInvalid", "description": "Record validation errors",
+                                  "details": {"description": [{"description": "Description: cannot be blank",
+                                                               "error": "BlankValue"}]}}, 422)
+        tid = next(_ids)
+        stored = {**ticket, "id": tid, "comments": [ticket["comment"]]}
+        self.state.tickets[tid] = stored
+        self.state.created.append(stored)
+        return json_response({"ticket": {"id": tid, "subject": ticket.get("subject"), "status": "new"},
+                              "audit": {"id": tid * 10}}, 201)
+
+    async def update_ticket(self, request: web.Request) -> web.Response:
+        tid = int(request.match_info["id"])
+        if tid not in self.state.tickets:
+            return json_response({"error": "RecordNotFound", "description": "Not found"}, 404)
+        comment = (await request.json())["ticket"]["comment"]
+        self.state.tickets[tid]["comments"].append(comment)
+        self.state.notes.append((str(tid), comment["body"]))
+        return json_response({"ticket": {"id": tid}})
+
+
+def make_app(state: State) -> web.Application:
+    return Fake(state).app()
