@@ -174,3 +174,33 @@ async def test_rate_limit_and_5xx_on_record_are_retried(harness, crm):
     await harness.post(acc["url"], hangup("CHS10", "cancel"))
     await c["w0"].expect("call.logged", timeout=20)
     assert len(crm.created) == 1
+
+
+async def test_forwarded_legs_make_one_record(harness, crm):
+    """Leg 1 rings w0 and is forwarded; leg 2 (same xcid) is answered by w1: one record, w1's, both legs."""
+    acc, c = await hubspot_account(harness, crm, users=("w0", "w1"))
+    await harness.user(acc["account_id"], "w2")
+    await harness.admin.map_user((await harness.admin.list_users(acc["account_id"]))["users"][1]["user_id"], "555")
+    for client in c.values():
+        await creds(client)
+    leg1 = (f"event=newCall&direction=in&from={CALLER}&to=492111234567&callId=LEG1&origCallId=LEG1"
+            "&userId%5B%5D=w0&xcid=sharedxcid0001")
+    leg2 = (f"event=newCall&direction=in&from={CALLER}&to=492111234567&callId=LEG2&origCallId=LEG1"
+            "&userId%5B%5D=w1&xcid=sharedxcid0001&diversion=492111234567")
+    await harness.post(acc["url"], leg1)
+    await c["w0"].expect("call.ringing", call_id="LEG1")
+    await harness.post(acc["url"], "event=hangup&callId=LEG1&cause=forwarded&direction=in&xcid=sharedxcid0001")
+    await harness.post(acc["url"], leg2)
+    await c["w1"].expect("call.ringing", call_id="LEG2")
+    await harness.post(acc["url"], answer("LEG2", by="w1"))
+    await asyncio.sleep(1.1)
+    await harness.post(acc["url"], "event=hangup&callId=LEG2&cause=normalClearing&direction=in&xcid=sharedxcid0001")
+    logged = await c["w1"].expect("call.logged", timeout=15)
+    await c["w0"].expect("call.logged", timeout=5)  # everyone the call rang for hears of it
+    assert logged["call_id"] == "LEG1"
+    (call,) = crm.created
+    p = call["properties"]
+    assert p["hs_call_status"] == "COMPLETED" and int(p["hs_call_duration"]) >= 1000
+    assert p["hubspot_owner_id"] == "555"  # the answering user's CRM user
+    row = await harness.pool.fetchrow("SELECT call_ids, state FROM call_records")
+    assert sorted(row["call_ids"]) == ["LEG1", "LEG2"] and row["state"] == "done"
