@@ -18,6 +18,7 @@ from aiohttp import WSMsgType, web
 from hejcti import logs, protocol
 from hejcti.crm.base import Credentials
 from hejcti.metrics import Metrics
+from hejcti.tasks import cancel_and_wait
 from hejcti.tokens import new_id
 
 log = logs.get("hejcti.sessions")
@@ -119,10 +120,7 @@ class Session:
 
     async def close(self, code: int, message: bytes = b"") -> None:
         self.closed = True
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+        await cancel_and_wait(self._writer)
         if self._closer is not None:
             await self._closer
             return
@@ -136,10 +134,7 @@ class Session:
 
     async def stop_writer(self) -> None:
         self.closed = True
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+        await cancel_and_wait(self._writer)
         if self._closer is not None:
             with contextlib.suppress(Exception):
                 await self._closer

@@ -23,6 +23,7 @@ import asyncpg
 from hejcti import db, logs
 from hejcti.metrics import Metrics
 from hejcti.models import Event
+from hejcti.tasks import cancel_and_wait
 
 log = logs.get("workers.listener")
 CHANNEL = "hejcti_events"
@@ -56,10 +57,7 @@ class Listener:
         self._task = asyncio.create_task(self.run(), name="listener")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await self._close()
 
     @property

@@ -5,13 +5,13 @@ older than RETENTION_DAYS is purged."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 import asyncpg
 
 from hejcti import logs
 from hejcti.store import UNAVAILABLE, q
+from hejcti.tasks import cancel_and_wait
 
 log = logs.get("workers.reaper")
 LOCK = 0x4E4A_5245
@@ -33,10 +33,7 @@ class Reaper:
         self._task = asyncio.create_task(self._run(), name="reaper")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

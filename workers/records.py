@@ -35,6 +35,7 @@ from hejcti.metrics import Metrics
 from hejcti.models import Event
 from hejcti.sessions import Hub, Session
 from hejcti.store import UNAVAILABLE
+from hejcti.tasks import cancel_and_wait
 
 log = logs.get("workers.records")
 
@@ -108,10 +109,7 @@ class Records:
         self._task = asyncio.create_task(self._run(), name="records")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     def wake(self) -> None:
         """A session sent credentials: jobs that waited for them can go now."""

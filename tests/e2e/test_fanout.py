@@ -165,6 +165,8 @@ async def test_cached_lookup_costs_one_read_per_process(harness):
     acc, tokens = await setup(harness, users=("w0", "w1"))
     clients = [await harness.connect(tokens[u]) for u in ("w0", "w1")]
     await harness.post(acc["url"], new_call("CALLC1", users=("w0", "w1")))
+    for c in clients:
+        await c.expect("call.ringing", call_id="CALLC1")
     await harness.post(acc["url"], new_call("CALLC2", users=("w0", "w1")))
     for c in clients:
         await c.expect("call.ringing", call_id="CALLC2")
