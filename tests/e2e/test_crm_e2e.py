@@ -42,3 +42,20 @@ async def test_call_through_each_crm(harness, spec: Spec):
             await asyncio.sleep(0.1)
         assert "Call back on Friday" in spec.body_of(state, logged["record_id"])
         assert len(state.created) == 1
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.kind for s in SPECS])
+async def test_crm_slower_than_the_deadline_then_resolved(make_harness, spec: Spec):
+    h = await make_harness(lookup_deadline_ms=200)
+    state = spec.fake.State()
+    state.add_contact(spec.ids[0], "Julia", "Schmidt", spec.stored, owner=spec.owner)
+    state.delay = 0.8
+    async with Running(spec.fake.make_app(state)) as base:
+        acc = await h.account(crm=spec.kind, crm_instance=base, log_calls=False)
+        rep = await h.connect(await h.user(acc["account_id"], "w0"))
+        await rep.request({"type": "crm.credentials", "access_token": "good-token", "id": 1})
+        await h.post(acc["url"], new_call("CSLOW" + spec.kind.upper()))
+        ringing = await rep.expect("call.ringing")
+        assert ringing["resolved"] is False and ringing["contacts"] == []
+        resolved = await rep.expect("call.resolved")
+        assert [c["id"] for c in resolved["contacts"]] == [spec.ids[0]]

@@ -204,3 +204,31 @@ async def test_forwarded_legs_make_one_record(harness, crm):
     assert p["hubspot_owner_id"] == "555"  # the answering user's CRM user
     row = await harness.pool.fetchrow("SELECT call_ids, state FROM call_records")
     assert sorted(row["call_ids"]) == ["LEG1", "LEG2"] and row["state"] == "done"
+
+
+async def test_a_miss_is_cached_too(harness, crm):
+    acc, c = await hubspot_account(harness, crm)
+    await creds(c["w0"])
+    for cid in ("CMISS1", "CMISS2"):
+        await harness.post(acc["url"], new_call(cid, frm="4930555123456"))
+        ringing = await c["w0"].expect("call.ringing", call_id=cid)
+        assert ringing["contacts"] == [] and ringing["resolved"] is True
+    assert crm.count("POST", "/contacts/search") == 1 and crm.count("POST", "/companies/search") == 1
+
+
+async def test_record_job_survives_a_restart(make_harness, crm):
+    first = await make_harness()
+    acc, c = await hubspot_account(first, crm)
+    await first.post(acc["url"], new_call("CREST"))
+    await first.post(acc["url"], hangup("CREST", "cancel"))
+    await c["w0"].expect("call.ended")
+    await first.stop()  # no session gave a token: the job is left in PostgreSQL
+    first.runner = first.http = first.pool = None
+    first.clients = []
+    assert crm.created == []
+    second = await make_harness()
+    rep = await second.connect((await second.admin.new_user_token(
+        (await second.admin.list_users(acc["account_id"]))["users"][0]["user_id"]))["token"])
+    await creds(rep)
+    logged = await rep.expect("call.logged", timeout=20)
+    assert logged["call_id"] == "CREST" and len(crm.created) == 1

@@ -136,3 +136,25 @@ async def test_web_and_worker_roles(database_url, tmp_path):
                 assert r.status in (404, 405)  # no webhooks on a worker-only process
     finally:
         assert (web.stop(), worker.stop()) == (0, 0)
+
+
+async def test_cli_commands_attach_to_the_embedded_server_of_serve(tmp_path):
+    """With no DATABASE_URL, `serve` starts PostgreSQL in DATA_DIR; CLI commands find it and leave it running."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEJCTI_")}
+    env.update(HEJCTI_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT), HEJCTI_LOG_FORMAT="json")
+    server = Server(env, tmp_path / "serve.log")
+    try:
+        async with aiohttp.ClientSession() as http:
+            await server.ready(http)
+            aid = one_json(await hejcti(env, "account", "create", "--name", "E", "--crm", "hubspot",
+                                        "--json"))["account_id"]
+            token = one_json(await hejcti(env, "user", "add", "--account", aid, "--sipgate-user", "w0",
+                                          "--json"))["token"]
+            async with http.get(f"{server.base}/readyz") as r:
+                assert r.status == 200  # the CLI's exit did not stop the server's database
+            async with http.ws_connect(f"{server.base}/ws") as ws:
+                await ws.send_json({"type": "auth", "token": token})
+                assert (await ws.receive_json(timeout=5))["account_id"] == aid
+    finally:
+        assert server.stop() == 0
+    assert (tmp_path / "data" / "secret_key").exists()
