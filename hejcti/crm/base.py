@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
@@ -267,13 +268,26 @@ class CrmAdapter:
 
     # -- shared helpers for subclasses ------------------------------------------------------------
 
+    #: host suffixes a session's ``instance_url`` may name (the CRM's own cloud); empty: only --crm-instance
+    session_hosts: ClassVar[tuple[str, ...]] = ()
+
     def base_url(self, creds: Credentials | None, default: str | None = None) -> str:
         """The API base: the account's ``--crm-instance`` if set (an admin's choice wins over what a session
-        says, so a session cannot point the server elsewhere), else the session's ``instance_url``, else default."""
-        base = self.instance or (creds.instance_url if creds and creds.instance_url else None) or default
-        if not base:
-            raise CrmPermanentError("no CRM instance URL configured", crm=self.kind)
-        return base.rstrip("/")
+        says), else the session's ``instance_url`` if it is an https URL on the CRM's own domains (so a session
+        cannot point the server at another host), else the default."""
+        if self.instance:
+            return self.instance.rstrip("/")
+        if creds is not None and creds.instance_url:
+            parts = urlsplit(creds.instance_url)
+            host = (parts.hostname or "").lower()
+            allowed = any(host.endswith(h) if h.startswith(".") else host == h for h in self.session_hosts)
+            if parts.scheme == "https" and allowed:
+                return f"https://{parts.netloc}{parts.path}".rstrip("/")
+            raise CrmPermanentError(f"instance_url of {self.kind} must be https on its own domains; set "
+                                    "--crm-instance for anything else", crm=self.kind)
+        if not default:
+            raise CrmPermanentError("no CRM instance URL configured (--crm-instance)", crm=self.kind)
+        return default
 
     def auth_headers(self, creds: Credentials | None) -> dict[str, str]:
         if creds is None:

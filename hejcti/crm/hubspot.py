@@ -43,6 +43,7 @@ CALL_TO_CONTACT, CALL_TO_COMPANY = 194, 182
 
 class Adapter(CrmAdapter):
     kind = "hubspot"
+    session_hosts = ("api.hubapi.com", "api.hubspot.com")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -39,6 +39,7 @@ def _envelope(data: Any, what: str) -> Any:
 
 class Adapter(CrmAdapter):
     kind = "pipedrive"
+    session_hosts = (".pipedrive.com",)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

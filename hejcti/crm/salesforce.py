@@ -51,6 +51,7 @@ def _error_code(resp: Response) -> str:
 
 class Adapter(CrmAdapter):
     kind = "salesforce"
+    session_hosts = (".salesforce.com", ".force.com")
 
     def classify(self, resp: Response) -> CrmError:
         code = _error_code(resp)

@@ -34,6 +34,7 @@ from hejcti.crm.base import (
 
 class Adapter(CrmAdapter):
     kind = "zendesk"
+    session_hosts = (".zendesk.com",)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

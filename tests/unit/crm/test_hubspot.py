@@ -194,3 +194,27 @@ async def test_note_is_appended(adapter, mocked):
     mocked.patch(url, payload={"id": "77"})
     await adapter.append_note("77", "Sent the offer.", CREDS)
     assert sent(mocked, url) == {"properties": {"hs_call_body": "Answered.\n\nSent the offer."}}
+
+
+@pytest.mark.parametrize("kind, url, ok", [
+    ("salesforce", "https://acme.my.salesforce.com", True),
+    ("salesforce", "https://169.254.169.254/latest", False),
+    ("salesforce", "http://acme.my.salesforce.com", False),
+    ("salesforce", "https://salesforce.com.evil.example", False),
+    ("pipedrive", "https://acme.pipedrive.com", True),
+    ("zendesk", "https://acme.zendesk.com", True),
+    ("hubspot", "https://api.hubapi.com", True),
+    ("hubspot", "https://evilapi.hubapi.com.example", False),
+    ("sugarcrm", "https://acme.sugarondemand.com", False),  # self-hosted CRMs: only --crm-instance
+])
+def test_session_instance_url_must_be_the_crms_own(kind, url, ok):
+    from hejcti.crm import adapter_class
+
+    adapter = adapter_class(kind)(instance=None, region="DE", http=None)
+    if ok:
+        assert adapter.base_url(Credentials("t", instance_url=url)) == url
+    else:
+        with pytest.raises(CrmPermanentError, match="instance_url"):
+            adapter.base_url(Credentials("t", instance_url=url))
+    configured = adapter_class(kind)(instance="https://crm.internal.example", region="DE", http=None)
+    assert configured.base_url(Credentials("t", instance_url=url)) == "https://crm.internal.example"
