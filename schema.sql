@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 CREATE INDEX IF NOT EXISTS calls_open ON calls (started_at) WHERE ended_at IS NULL;
 CREATE INDEX IF NOT EXISTS calls_started ON calls (started_at);
+CREATE INDEX IF NOT EXISTS calls_open_legs ON calls (account_id, xcid) WHERE ended_at IS NULL;
 
 -- The event log. `id` is the `seq` sessions see; `data` holds the parsed push plus derived fields
 -- (users, duration_s, voicemail), so every process renders the same message from it.
@@ -199,9 +200,8 @@ RETURNS text LANGUAGE sql STABLE AS $$
       FROM calls c WHERE c.account_id = p_account AND c.call_id = p_call_id
 $$;
 
--- After a leg's hangup: create or extend the call-record job of the whole call. A leg that ended
--- `forwarded` waits for the next leg; any other end makes the job ready a few seconds later (the other
--- leg of a transfer may still end after this one).
+-- After a leg's hangup: create or extend the call-record job of the whole call. The job becomes ready a few
+-- seconds after the last leg ends; a leg that ended `forwarded` waits for the next leg.
 CREATE OR REPLACE FUNCTION hejcti_record_leg(p_account text, p_call_id text)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -215,7 +215,13 @@ BEGIN
         RETURN;
     END IF;
     SELECT * INTO v_call FROM calls WHERE account_id = p_account AND call_id = p_call_id;
-    v_state := CASE WHEN v_call.cause = 'forwarded' THEN 'waiting' ELSE 'ready' END;
+    -- a forwarded leg waits for the next leg; so does any leg while another leg of the call still runs
+    -- (a transfer: the first leg ends when it is handed over, the second talks on)
+    v_state := CASE WHEN v_call.cause = 'forwarded' THEN 'waiting'
+                    WHEN nullif(v_call.xcid, '') IS NOT NULL AND EXISTS (
+                        SELECT 1 FROM calls o WHERE o.account_id = p_account AND o.xcid = v_call.xcid
+                           AND o.call_id <> p_call_id AND o.ended_at IS NULL) THEN 'waiting'
+                    ELSE 'ready' END;
     v_leg := jsonb_build_object(
         'direction', v_call.direction, 'number', v_call.number, 'own_number', v_call.own_number,
         'users', to_jsonb(v_call.users), 'started_at', v_call.started_at, 'ended_at', v_call.ended_at,

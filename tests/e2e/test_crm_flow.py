@@ -232,3 +232,28 @@ async def test_record_job_survives_a_restart(make_harness, crm):
     await creds(rep)
     logged = await rep.expect("call.logged", timeout=20)
     assert logged["call_id"] == "CREST" and len(crm.created) == 1
+
+
+async def test_transferred_call_is_one_record_written_after_the_last_leg(harness, crm):
+    """Transfer: w0 answers, hands over to w1 (new leg, same xcid) and hangs up; w1 talks on. One record,
+    written when w1's leg ends, with both legs and w1 as the answering user."""
+    acc, c = await hubspot_account(harness, crm, users=("w0", "w1"))
+    for client in c.values():
+        await creds(client)
+    xcid = "xcidtransfer001"
+    await harness.post(acc["url"], f"event=newCall&direction=in&from={CALLER}&to=492111234567&callId=TR1"
+                                   f"&origCallId=TR1&userId%5B%5D=w0&xcid={xcid}")
+    await harness.post(acc["url"], answer("TR1", by="w0"))
+    await harness.post(acc["url"], f"event=newCall&direction=in&from={CALLER}&to=492111234567&callId=TR2"
+                                   f"&origCallId=TR1&userId%5B%5D=w1&xcid={xcid}&diversion=492111234567")
+    await harness.post(acc["url"], answer("TR2", by="w1"))
+    await harness.post(acc["url"], f"event=hangup&callId=TR1&cause=normalClearing&direction=in&xcid={xcid}")
+    await c["w0"].expect("call.ended", call_id="TR1")
+    await asyncio.sleep(4)  # longer than a job's settling time: still nothing, w1 is talking
+    assert crm.created == []
+    await harness.post(acc["url"], f"event=hangup&callId=TR2&cause=normalClearing&direction=in&xcid={xcid}")
+    await c["w1"].expect("call.logged", timeout=15)
+    (call,) = crm.created
+    assert call["properties"]["hs_call_status"] == "COMPLETED"
+    row = await harness.pool.fetchrow("SELECT call_ids, data FROM call_records")
+    assert sorted(row["call_ids"]) == ["TR1", "TR2"] and row["data"]["answered_by"] == "w1"
