@@ -14,3 +14,45 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+class Periodic:
+    """A background loop that runs ``once()`` every ``interval`` seconds, or sooner when woken. A database
+    outage is logged and the loop goes on; anything else is a bug and ends it with a traceback."""
+
+    name = "periodic"
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._task)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def once(self) -> Any:
+        raise NotImplementedError
+
+    async def _run(self) -> None:
+        import asyncpg
+
+        from hejcti import logs
+        from hejcti.store import UNAVAILABLE
+
+        log = logs.get(f"workers.{self.name}")
+        while True:
+            try:
+                await self.once()
+            except asyncio.CancelledError:
+                raise
+            except (*UNAVAILABLE, asyncpg.PostgresError) as e:
+                log.warning(f"{self.name}.failed", error=type(e).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()

@@ -4,46 +4,30 @@ older than RETENTION_DAYS is purged."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import asyncpg
 
 from hejcti import logs
-from hejcti.store import UNAVAILABLE, q
-from hejcti.tasks import cancel_and_wait
+from hejcti.store import q
+from hejcti.tasks import Periodic
 
 log = logs.get("workers.reaper")
 LOCK = 0x4E4A_5245
 
 
-class Reaper:
+class Reaper(Periodic):
+    name = "reaper"
+
     def __init__(self, pool: asyncpg.Pool, *, interval: float, ring_timeout_s: int, talk_timeout_s: int,
                  retention_days: int, purge_every_s: float = 3600.0) -> None:
+        super().__init__(interval)
         self._pool = pool
-        self._interval = interval
         self._ring = ring_timeout_s
         self._talk = talk_timeout_s
         self._days = retention_days
         self._purge_every = purge_every_s
         self._last_purge = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="reaper")
-
-    async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.once()
-            except asyncio.CancelledError:
-                raise
-            except (*UNAVAILABLE, asyncpg.PostgresError) as e:
-                log.warning("reaper.failed", error=type(e).__name__)
-            await asyncio.sleep(self._interval)
 
     async def once(self) -> dict[str, int]:
         """One round; returns what it did (for tests and logs)."""

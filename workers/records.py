@@ -13,7 +13,6 @@ purged by the reaper.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from dataclasses import replace
 from datetime import datetime
@@ -35,7 +34,7 @@ from hejcti.metrics import Metrics
 from hejcti.models import Event
 from hejcti.sessions import Hub, Session
 from hejcti.store import UNAVAILABLE
-from hejcti.tasks import cancel_and_wait
+from hejcti.tasks import Periodic
 
 log = logs.get("workers.records")
 
@@ -91,29 +90,19 @@ def backoff(attempts: int) -> float:
     return min(3600.0, 5.0 * 2 ** max(0, attempts - 1)) * random.uniform(0.8, 1.2)
 
 
-class Records:
+class Records(Periodic):
+    name = "records"
+
     def __init__(self, *, pool: asyncpg.Pool, hub: Hub, accounts: Accounts, lookups: Lookups, metrics: Metrics,
                  credentials_wait_s: float = 10.0, interval: float = 2.0, batch: int = 20) -> None:
+        super().__init__(interval)
         self._pool = pool
         self._hub = hub
         self._accounts = accounts
         self._lookups = lookups
         self._metrics = metrics
-        self._interval = interval
         self._batch = batch
         self._wait = credentials_wait_s
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="records")
-
-    async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-
-    def wake(self) -> None:
-        """A session sent credentials: jobs that waited for them can go now."""
-        self._wake.set()
 
     def notice(self, ev: Event) -> None:
         """A hangup was stored: a job may be due in a few seconds."""
@@ -135,18 +124,6 @@ class Records:
             self._wake.set()
         log.info("call.note.stored", call_id=call_id, account=session.account_id, chars=len(text))
         return True
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.once()
-            except asyncio.CancelledError:
-                raise
-            except (*UNAVAILABLE, asyncpg.PostgresError) as e:
-                log.warning("records.poll.failed", error=type(e).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
-            self._wake.clear()
 
     def _local_accounts(self) -> list[str]:
         return sorted({s.account_id for s in self._hub._all if not s.closed})  # noqa: SLF001
