@@ -16,12 +16,13 @@ log = logs.get("hejcti.server")
 
 
 async def serve(settings: Settings, role: Role = "all", ready: asyncio.Event | None = None) -> None:
+    if not settings.embedded:
+        settings.resolved_secret_key()  # required with DATABASE_URL: refuse to start without it
     embedded = db.Embedded(settings.data_dir) if settings.embedded else None
     try:
         url = await asyncio.to_thread(db.database_url, settings, embedded)
         await db.migrate(url)
-        if settings.embedded:
-            settings.resolved_secret_key()  # generated once into DATA_DIR
+        settings.resolved_secret_key()  # embedded: generated once into DATA_DIR
         app = create_app(settings, url, role)
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10, access_log=None)
         await runner.setup()

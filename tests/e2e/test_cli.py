@@ -149,3 +149,11 @@ async def test_simulate_call_to_a_server_that_is_not_there(env):
     proc = await hejcti(env, "simulate-call", "--account", aid, "--from", "0157 91234567", "--to", "0211 1234567",
                         "--user", "w0", "--url", "http://127.0.0.1:9", "--json", ok=False)
     assert proc.returncode != 0 and "cannot reach" in proc.stderr and proc.stdout == ""
+
+
+async def test_serve_with_a_shared_database_needs_a_secret_key(database_url, tmp_path):
+    env = env_for(database_url, tmp_path)
+    del env["HEJCTI_SECRET_KEY"]
+    proc = await hejcti(env, "serve", "--port", "0", ok=False)
+    assert proc.returncode == 1 and "HEJCTI_SECRET_KEY is required" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
