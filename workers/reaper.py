@@ -27,7 +27,7 @@ class Reaper(Periodic):
         self._talk = talk_timeout_s
         self._days = retention_days
         self._purge_every = purge_every_s
-        self._last_purge = 0.0
+        self._last_purge: float | None = None  # None: purge in the first round
 
     async def once(self) -> dict[str, int]:
         """One round; returns what it did (for tests and logs)."""
@@ -45,8 +45,9 @@ class Reaper(Periodic):
                     if eid is not None:
                         done["ended"] += 1
                         log.info("call.timed_out", call_id=row["call_id"], account=row["account_id"], seq=eid)
-                if time.monotonic() - self._last_purge >= self._purge_every:
-                    self._last_purge = time.monotonic()
+                now = time.monotonic()
+                if self._last_purge is None or now - self._last_purge >= self._purge_every:
+                    self._last_purge = now
                     for name in ("purge_events", "purge_records", "purge_calls"):
                         status = await conn.execute(q(name), self._days)
                         done["purged"] += int(status.split()[-1])
