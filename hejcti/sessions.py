@@ -22,6 +22,7 @@ from hejcti.tasks import cancel_and_wait
 from hejcti.tokens import new_id
 
 log = logs.get("hejcti.sessions")
+SEQ_WINDOW = 256  # recent seqs a session remembers, so that a resume replay and live events are not sent twice
 
 
 class Session:
@@ -57,8 +58,8 @@ class Session:
             if seq in self.sent_seqs:
                 return True
             self.sent_seqs.add(seq)
-            if len(self.sent_seqs) > 4 * self._limit:
-                self.sent_seqs = set(sorted(self.sent_seqs)[-self._limit:])
+            if len(self.sent_seqs) > 2 * SEQ_WINDOW:  # replay and live overlap only briefly after a resume
+                self.sent_seqs = set(sorted(self.sent_seqs)[-SEQ_WINDOW:])
         if len(self._queue) >= self._limit:
             self._close_slow()
             return False
