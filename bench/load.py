@@ -161,7 +161,7 @@ class Load:
             out["kib_per_session"] = round((rss1 - rss0) / max(1, len(users)), 2)
             # warm-up: the first call of the number fills the lookup cache
             await self.rate(http, users, 20, 0.5, cfg["run"] + "w")
-            for rate in cfg["rates"]:
+            for rate in sweep_rates(cfg["rates"], cfg.get("search"), out["rates"]):
                 out["rates"].append(await self.rate(http, users, rate, cfg["duration"], cfg["run"]))
                 print(json.dumps(out["rates"][-1]), file=sys.stderr, flush=True)
             for ws in sockets:
@@ -169,6 +169,36 @@ class Load:
             for r in self.readers:
                 r.cancel()
         return out
+
+
+def clean(r: dict[str, Any]) -> bool:
+    """A rate is held when every webhook got a 200, every pop arrived and pop p99 stayed within 100 ms."""
+    return (r["missing"] == 0 and r["pop_p99_ms"] is not None and r["pop_p99_ms"] <= 100
+            and r["statuses"] == {"200": r["sent"]})
+
+
+def sweep_rates(fixed: list[float], search: dict[str, float] | None, done: list[dict[str, Any]]):
+    """The fixed rates, then (with ``search``) this side's own limit: rates grow by ``factor`` until one is not
+    held or ``max`` is reached, then ``refine`` bisections between the last held and the first failed rate.
+    ``done`` is the list of results so far, read after each yield."""
+    yield from fixed
+    if not search:
+        return
+    ok = [r["rate"] for r in done if clean(r)]
+    bad = [r["rate"] for r in done if not clean(r)]
+    rate = max(fixed)
+    while not bad and rate < search["max"]:
+        rate = min(search["max"], round(rate * search["factor"], -1))
+        yield rate
+        (ok if clean(done[-1]) else bad).append(rate)
+    for _ in range(int(search.get("refine", 0))):
+        lo = max([r for r in ok if not bad or r < min(bad)], default=0.0)
+        hi = min(bad, default=None)
+        if hi is None or hi - lo <= 50:
+            return
+        rate = round((lo + hi) / 2, -1)
+        yield rate
+        (ok if clean(done[-1]) else bad).append(rate)
 
 
 def _ms(v: float | None) -> float | None:
