@@ -15,15 +15,13 @@ SELECT b.n, a.id AS account_id,
 SELECT hejcti_ingest($1, $2, $3, $4, $5::jsonb) AS event_id;
 
 -- name: events_after
--- Catch-up after a reconnect or a missed notification: recent events above a watermark.
+-- The listener's catch-up after a reconnect or a missed notification: recent events above its watermark,
+-- and the ids below it that it has not seen yet (gaps left by transactions that committed out of order).
 SELECT id, account_id, call_id, event, data, received_at AS at
   FROM call_events
- WHERE id > $1 AND received_at > now() - make_interval(secs => $2)
+ WHERE (id > $1 OR id = ANY($2::bigint[])) AND received_at > now() - make_interval(secs => $3)
  ORDER BY id
- LIMIT $3;
-
--- name: event_by_id
-SELECT id, account_id, call_id, event, data, received_at AS at FROM call_events WHERE id = $1;
+ LIMIT $4;
 
 -- name: max_event_id
 SELECT coalesce(max(id), 0) AS id FROM call_events;

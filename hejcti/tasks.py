@@ -18,7 +18,8 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
 
 class Periodic:
     """A background loop that runs ``once()`` every ``interval`` seconds, or sooner when woken. A database
-    outage is logged and the loop goes on; anything else is a bug and ends it with a traceback."""
+    outage is logged as a warning; anything else is logged with its traceback. Either way the loop goes on:
+    a process whose record or housekeeping loop has died looks healthy and silently stops working."""
 
     name = "periodic"
 
@@ -43,6 +44,7 @@ class Periodic:
         import asyncpg
 
         from hejcti import logs
+        from hejcti.errors import DatabaseUnavailableError
         from hejcti.store import UNAVAILABLE
 
         log = logs.get(f"workers.{self.name}")
@@ -51,8 +53,10 @@ class Periodic:
                 await self.once()
             except asyncio.CancelledError:
                 raise
-            except (*UNAVAILABLE, asyncpg.PostgresError) as e:
+            except (*UNAVAILABLE, asyncpg.PostgresError, DatabaseUnavailableError) as e:
                 log.warning(f"{self.name}.failed", error=type(e).__name__)
+            except Exception:
+                log.exception(f"{self.name}.crashed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._interval)
             self._wake.clear()

@@ -88,6 +88,10 @@ class Ingest:
         except (*UNAVAILABLE, asyncpg.PostgresError) as e:
             if isinstance(e, asyncpg.PostgresError) and not isinstance(e, UNAVAILABLE):
                 log.error("webhook.store.failed", error=type(e).__name__, detail=str(e)[:200], batch=len(batch))
+                if len(batch) > 1:  # a push the database refuses must not cost the others their 200
+                    for item in batch:
+                        await self._flush([item])
+                    return
             else:
                 log.warning("webhook.store.unavailable", error=type(e).__name__, batch=len(batch))
             for item in batch:
@@ -99,6 +103,12 @@ class Ingest:
                 if not item.future.done():
                     item.future.set_exception(DatabaseUnavailableError("server shutting down"))
             raise
+        except Exception as e:  # e.g. asyncpg's InternalClientError after a restart: never end the ingest task
+            log.error("webhook.store.failed", error=type(e).__name__, detail=str(e)[:200], batch=len(batch))
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(DatabaseUnavailableError(type(e).__name__))
+            return
         for item, row in zip(batch, rows, strict=True):
             if item.future.done():
                 continue

@@ -23,16 +23,13 @@ import asyncpg
 from hejcti import db, logs
 from hejcti.metrics import Metrics
 from hejcti.models import Event
+from hejcti.store import q
 from hejcti.tasks import cancel_and_wait
 
 log = logs.get("workers.listener")
 CHANNEL = "hejcti_events"
-_CATCH_UP = """
-SELECT id, account_id, call_id, event, data, received_at AS at FROM call_events
- WHERE (id > $1 OR id = ANY($2::bigint[])) AND received_at > now() - make_interval(secs => $3)
- ORDER BY id LIMIT 5000
-"""
-_MAX_ID = "SELECT coalesce(max(id), 0) FROM call_events"
+PAGE = 5000  # rows per catch-up query; a full page is followed by the next at once
+GAP_SPAN = 10_000  # how far below a newly seen id the ids not yet seen are tracked as gaps
 
 
 class Listener:
@@ -75,6 +72,8 @@ class Listener:
                 raise
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
                 log.warning("listener.lost", error=type(e).__name__, retry_in=round(backoff, 2))
+            except Exception as e:  # asyncpg's InternalClientError and the like: reconnect, never go deaf
+                log.error("listener.failed", error=type(e).__name__, detail=str(e)[:200], retry_in=round(backoff, 2))
             self.connected.clear()
             await self._close()
             self._metrics.listener_reconnects.inc()
@@ -88,7 +87,7 @@ class Listener:
         await conn.add_listener(CHANNEL, self._on_notify)
         self.conn = conn
         if self.high < 0:
-            self.high = await conn.fetchval(_MAX_ID)
+            self.high = await conn.fetchval(q("max_event_id"))
         else:
             await self._catch_up()  # what happened while we were away
         self.connected.set()
@@ -126,9 +125,12 @@ class Listener:
         for gid in [g for g, t in self._gaps.items() if now - t > self._gap_ttl]:
             del self._gaps[gid]  # a rolled-back insert or a repeated delivery left the id unused
         window = max(120.0, now - self._down_since + 30.0)
-        rows = await self.conn.fetch(_CATCH_UP, self.high, list(self._gaps), window)
-        for row in rows:
-            self._take(Event.from_mapping(row), "poll")
+        while True:  # each full page moves ``high`` up (or clears gaps), so this ends
+            rows = await self.conn.fetch(q("events_after"), self.high, list(self._gaps), window, PAGE)
+            for row in rows:
+                self._take(Event.from_mapping(row), "poll")
+            if len(rows) < PAGE:
+                return
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         try:
@@ -147,11 +149,16 @@ class Listener:
         if len(self._seen) > 200_000:
             self._seen.popitem(last=False)
         self._gaps.pop(ev.id, None)
-        if ev.id > self.high + 1 and self.high >= 0:
+        if source == "notify" and self.high >= 0 and ev.id - self.high > GAP_SPAN:
+            # too far ahead to track what lies between as gaps: deliver it, and let the poll walk up to it
+            self._wake.set()
+        elif ev.id > self.high + 1 and self.high >= 0:
             now = time.monotonic()
-            for gid in range(max(self.high + 1, ev.id - 10_000), ev.id):
+            for gid in range(max(self.high + 1, ev.id - GAP_SPAN), ev.id):
                 if gid not in self._seen:
                     self._gaps.setdefault(gid, now)
-        self.high = max(self.high, ev.id)
+            self.high = max(self.high, ev.id)
+        else:
+            self.high = max(self.high, ev.id)
         self._metrics.events.labels(source).inc()
         self._deliver(ev)
