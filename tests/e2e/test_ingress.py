@@ -59,6 +59,8 @@ async def test_public_url_shapes_the_follow_up_urls(make_harness):
     (b"event=newCall&from=4930123456", "missing callId"),
     (b"\x00\xff\xfe garbage", "UTF-8"),
     (b"", "missing event"),
+    (b"event=dtmf&callId=Z1&dtmf=1%002", "NUL"),  # PostgreSQL cannot store it: a 400, not a 503 for its batch
+    (b"event=hangup&callId=Z1&cause=a\x00b", "NUL"),
 ])
 async def test_malformed_pushes_get_400_with_one_line(harness, body, reason):
     acc = await harness.account()
@@ -200,7 +202,7 @@ async def test_pushes_arriving_together_share_commits(harness):
     assert [r[0] for r in results] == [200] * 50
     assert await harness.pool.fetchval("SELECT count(*) FROM call_events") == 50
     assert await metric(harness, "hejcti_webhook_batch_size_sum") == 50
-    assert await metric(harness, "hejcti_webhook_batch_size_count") <= 50
+    assert await metric(harness, "hejcti_webhook_batch_size_count") < 50  # at least one commit carried several
 
 
 async def test_metrics_count_webhooks_by_event_and_status(harness):
