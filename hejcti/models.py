@@ -14,8 +14,11 @@ EVENTS = ("newCall", "answer", "hangup", "dtmf")
 def iso(at: datetime | str | None) -> str | None:
     if at is None:
         return None
-    if isinstance(at, str):
-        return at
+    if isinstance(at, str):  # a NOTIFY payload: PostgreSQL's text form, in the session's time zone
+        try:
+            at = datetime.fromisoformat(at)
+        except ValueError:
+            return at
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 

@@ -50,9 +50,17 @@ _adapter: TypeAdapter[Any] = TypeAdapter(ClientMessage)
 
 
 class BadMessage(Exception):
-    def __init__(self, message: str, msg_id: MessageId = None) -> None:
+    def __init__(self, message: str, msg_id: MessageId = None, *, kind: str | None = None,
+                 field: str | None = None) -> None:
         super().__init__(message)
         self.msg_id = msg_id
+        self.kind = kind  # the message's type, when it had a known one
+        self.field = field  # the first field that did not validate
+
+    @property
+    def bad_token(self) -> bool:
+        """An ``auth`` whose token is not a token at all: answered as an invalid token (4500), not 4501."""
+        return self.kind == "auth" and self.field == "token"
 
 
 def parse(text: str) -> Auth | Ping | CrmCredentials | CallNote:
@@ -67,6 +75,9 @@ def parse(text: str) -> Auth | Ping | CrmCredentials | CallNote:
     kind = raw.get("type")
     if not isinstance(kind, str):
         raise BadMessage("missing \"type\"", msg_id)
+    for key, value in raw.items():
+        if isinstance(value, str) and "\x00" in value:  # nothing we store or forward can hold one
+            raise BadMessage(f"{kind[:40]}: {key[:40]}: contains a NUL character", msg_id, kind=kind, field=key)
     try:
         return _adapter.validate_python(raw)
     except ValidationError as e:
@@ -75,7 +86,8 @@ def parse(text: str) -> Auth | Ping | CrmCredentials | CallNote:
             raise BadMessage(f"unknown type {kind[:40]!r}", msg_id) from e
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"][1:]) or kind
-        raise BadMessage(f"{kind}: {where}: {first['msg']}", msg_id) from e
+        field = None if first["type"] == "missing" else where  # an absent field is not a bad value
+        raise BadMessage(f"{kind}: {where}: {first['msg']}", msg_id, kind=kind, field=field) from e
 
 
 def encode(message: dict[str, Any]) -> bytes:

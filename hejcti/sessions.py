@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from contextvars import ContextVar
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,6 +23,8 @@ from hejcti.tasks import cancel_and_wait
 from hejcti.tokens import new_id
 
 log = logs.get("hejcti.sessions")
+#: the session whose resume replay is running in this context (its sends are not held back)
+REPLAYING: ContextVar[Session | None] = ContextVar("replaying", default=None)
 SEQ_WINDOW = 256  # recent seqs a session remembers, so that a resume replay and live events are not sent twice
 
 
@@ -40,6 +43,7 @@ class Session:
         self.sent_seqs: set[int] = set()  # for resume: an event is sent once even if replay and live overlap
         self._limit = limit
         self._queue: deque[bytes] = deque()
+        self._held: list[tuple[bytes, int | None]] | None = None  # live frames held during a resume replay
         self._wake = asyncio.Event()
         self._metrics = metrics
         self.closed = False
@@ -54,6 +58,12 @@ class Session:
         """Queue one encoded frame. Never blocks. False if the session is closed or was just closed as slow."""
         if self.closed:
             return False
+        if self._held is not None and REPLAYING.get() is not self:
+            if len(self._held) >= self._limit:
+                self._close_slow()
+                return False
+            self._held.append((frame, seq))
+            return True
         if seq is not None:
             if seq in self.sent_seqs:
                 return True
@@ -66,6 +76,16 @@ class Session:
         self._queue.append(frame)
         self._wake.set()
         return True
+
+    def hold(self) -> None:
+        """Hold live frames back (while the resume replay goes out first)."""
+        self._held = []
+
+    def release(self) -> None:
+        """Queue the held frames behind the replay; any the replay already sent are skipped by seq."""
+        held, self._held = self._held or [], None
+        for frame, seq in held:
+            self.send(frame, seq)
 
     def send_json(self, message: dict[str, Any]) -> bool:
         return self.send(protocol.encode(message))

@@ -67,7 +67,9 @@ class WebSocketHandler:
             return None
         try:
             auth = protocol.parse(msg.data)
-        except protocol.BadMessage:
+        except protocol.BadMessage as e:
+            if e.bad_token:  # empty, too long, not a string: no such token
+                return await self._reject(ws)
             auth = None
         if not isinstance(auth, protocol.Auth):
             await ws.close(code=protocol.CLOSE_AUTH_PROTOCOL, message=b"auth first")
@@ -78,25 +80,35 @@ class WebSocketHandler:
             await ws.close(code=protocol.CLOSE_UNAVAILABLE, message=b"try again")
             return None
         if row is None or not tokens.same(auth.token, row["token_hash"]):
-            await ws.send_str('{"type":"auth_invalid"}')
-            await ws.close(code=protocol.CLOSE_AUTH_INVALID, message=b"invalid token")
-            log.info("session.auth_invalid")
-            return None
+            return await self._reject(ws)
         session = Session(ws, user_id=row["id"], account_id=row["account_id"], sipgate_user=row["sipgate_user"],
                           crm_user=row["crm_user"], limit=self.settings.session_queue_limit, metrics=self.metrics)
         session.transport = request.transport
         session.send_json(protocol.reply("auth_ok", auth.id, user_id=session.user_id,
                                          account_id=session.account_id, session_id=session.id))
         session.start()
+        resuming = auth.resume is not None and self.replay is not None
+        if resuming:
+            session.hold()  # live events wait until the replay is out: what was missed comes first
         self.hub.add(session)  # live events from here on; the replay below skips what overlaps
         log.info("session.opened", session=session.id, account=session.account_id, user=session.sipgate_user,
                  resume=auth.resume)
-        if auth.resume is not None and self.replay is not None:
+        if resuming:
+            assert self.replay is not None and auth.resume is not None
             try:
                 await self.replay(session, auth.resume)
             except DatabaseUnavailableError:
                 log.warning("session.resume.failed", session=session.id)
+            finally:
+                session.release()
         return session
+
+    @staticmethod
+    async def _reject(ws: web.WebSocketResponse) -> None:
+        await ws.send_str('{"type":"auth_invalid"}')
+        await ws.close(code=protocol.CLOSE_AUTH_INVALID, message=b"invalid token")
+        log.info("session.auth_invalid")
+        return None
 
     async def _read_loop(self, ws: web.WebSocketResponse, session: Session) -> None:
         async for msg in ws:

@@ -18,7 +18,7 @@ from hejcti.crm.base import Contact, CrmError, rank
 from hejcti.lookup import Account, Accounts, Lookups
 from hejcti.metrics import Metrics
 from hejcti.models import Event
-from hejcti.sessions import Hub, Session
+from hejcti.sessions import REPLAYING, Hub, Session
 from hejcti.store import Store
 
 log = logs.get("workers.fanout")
@@ -72,8 +72,12 @@ class Fanout:
         """A resuming session first gets what it missed: events after ``after`` of calls of the last minutes."""
         rows = await self.store.fetch("events_resume", session.account_id, after, self.resume_window,
                                       session.sipgate_user)
-        for row in rows:
-            await self.handle(Event.from_mapping(row), only=[session])
+        mark = REPLAYING.set(session)  # tasks spawned from here (a lookup's late ringing) inherit it
+        try:
+            for row in rows:
+                await self.handle(Event.from_mapping(row), only=[session])
+        finally:
+            REPLAYING.reset(mark)
         log.info("session.resumed", session=session.id, after=after, events=len(rows))
 
     def submit(self, ev: Event) -> None:

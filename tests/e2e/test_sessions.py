@@ -43,7 +43,7 @@ async def test_invalid_token_gets_auth_invalid_and_4500(harness):
 
 
 @pytest.mark.parametrize("first", [
-    '{"type":"ping"}', "not json", "[1,2]", '{"type":"auth"}', '{"type":"auth","token":""}', b"\x00binary",
+    '{"type":"ping"}', "not json", "[1,2]", '{"type":"auth"}', b"\x00binary",
 ])
 async def test_anything_but_auth_first_closes_4501(harness, first):
     ws = await raw(harness)
@@ -52,6 +52,14 @@ async def test_anything_but_auth_first_closes_4501(harness, first):
     else:
         await ws.send_str(first)
     assert await closed_with(ws) == 4501
+
+
+@pytest.mark.parametrize("token", ["", "x" * 600, 123, None, "a\u0000b"])
+async def test_a_token_that_is_no_token_gets_auth_invalid_and_4500(harness, token):
+    ws = await raw(harness)
+    await ws.send_json({"type": "auth", "token": token})
+    assert await ws.receive_json(timeout=5) == {"type": "auth_invalid"}
+    assert await closed_with(ws) == 4500
 
 
 async def test_silence_closes_4501(make_harness):
@@ -77,6 +85,8 @@ async def test_ping_pong_echoes_id(harness):
     ("{broken", False), ("[]", False), ('"str"', False), ('{"id":3}', True), ('{"type":"nope","id":3}', True),
     ('{"type":"call.note","id":3,"call_id":"X"}', True), ('{"type":"crm.credentials","id":3}', True),
     ('{"type":"auth","token":"again","id":3}', True),
+    ('{"type":"call.note","id":3,"call_id":"X","text":"a\\u0000b"}', True),  # PostgreSQL cannot store a NUL
+    ('{"type":"call.note","id":3,"call_id":"X\\u0000","text":"t"}', True),
 ])
 async def test_bad_messages_get_an_error_and_the_session_stays(harness, text, has_id):
     _, c = await session(harness)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hejcti.metrics import Metrics
-from hejcti.sessions import SEQ_WINDOW, Session
+from hejcti.sessions import REPLAYING, SEQ_WINDOW, Session
 
 
 def session(limit: int = 10) -> Session:
@@ -31,3 +31,18 @@ async def test_full_queue_closes_the_session_as_slow():
     assert all(s.send(b"x") for _ in range(3))
     assert s.send(b"x") is False and s.closed and s.pending == 0
     s._closer.cancel()  # the close itself is tested with a real socket in tests/e2e/test_sessions.py
+
+
+async def test_live_frames_wait_behind_a_resume_replay():
+    s = session(limit=100)
+    s.hold()
+    assert s.send(b"live-10", seq=10)  # arrives while the replay is still running
+    mark = REPLAYING.set(s)
+    try:
+        s.send(b"missed-5", seq=5)
+        s.send(b"missed-10", seq=10)  # the replay found it too
+    finally:
+        REPLAYING.reset(mark)
+    s.release()
+    assert list(s._queue) == [b"missed-5", b"missed-10"]  # what was missed first, nothing twice
+    assert s.send(b"live-11", seq=11) and list(s._queue)[-1] == b"live-11"
