@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from contextvars import ContextVar
 from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Any
 
 from aiohttp import WSMsgType, web
