@@ -10,8 +10,9 @@ import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
+import asyncpg
 from pydantic import ValidationError
 
 from hejcti import __version__, db, logs
@@ -27,8 +28,15 @@ SETTING_FLAGS = ("database_url", "data_dir", "host", "port", "public_url", "secr
                  "retention_days")
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (CONTRACT §3), pointing at --help rather than printing it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"hejcti: {message} (see '{self.prog} --help')\n")
+
+
 def _settings_parent() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+    p = Parser(add_help=False)
     g = p.add_argument_group("settings (each also HEJCTI_<NAME>; a flag wins)")
     for name in SETTING_FLAGS:
         if name in ("host", "port"):
@@ -40,7 +48,7 @@ def _settings_parent() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     common = _settings_parent()
-    parser = argparse.ArgumentParser(prog="hejcti", description="Hej CTI: sipgate calls to CRM screen-pops")
+    parser = Parser(prog="hejcti", description="Hej CTI: sipgate calls to CRM screen-pops")
     parser.add_argument("--version", action="version", version=f"hejcti {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -124,7 +132,11 @@ async def run_command(args: argparse.Namespace, settings: Settings) -> dict[str,
     if cmd == "serve":
         from hejcti.server import serve
 
-        await serve(settings, role=args.role)
+        def started(facts: dict[str, Any]) -> None:  # with --json: one object, once it listens
+            if args.json:
+                print(json.dumps(facts), flush=True)
+
+        await serve(settings, role=args.role, on_started=started)
         return None
     if cmd == "demo":
         from hejcti.demo import demo
@@ -236,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except OSError as e:
         print(f"hejcti: {e.strerror or e}", file=sys.stderr)
+        return 1
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as e:  # a wrong DATABASE_URL, role, db
+        detail = " ".join(str(e).split()) or type(e).__name__
+        print(f"hejcti: database: {detail}", file=sys.stderr)
         return 1
     if result is None:
         return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -15,7 +17,8 @@ from hejcti.config import Settings
 log = logs.get("hejcti.server")
 
 
-async def serve(settings: Settings, role: Role = "all", ready: asyncio.Event | None = None) -> None:
+async def serve(settings: Settings, role: Role = "all", ready: asyncio.Event | None = None,
+                on_started: Callable[[dict[str, Any]], None] | None = None) -> None:
     if not settings.embedded:
         settings.resolved_secret_key()  # required with DATABASE_URL: refuse to start without it
     embedded = db.Embedded(settings.data_dir) if settings.embedded else None
@@ -38,6 +41,9 @@ async def serve(settings: Settings, role: Role = "all", ready: asyncio.Event | N
                 loop.add_signal_handler(sig, stop.set)
         if ready is not None:
             ready.set()
+        if on_started is not None:
+            on_started({"url": f"http://{settings.host}:{port}", "host": settings.host, "port": port, "role": role,
+                        "database": "embedded" if embedded else "shared", "public_url": settings.base_url})
         await stop.wait()
         # already stopping: a second SIGTERM (a supervisor repeating itself) must not cut the drain short
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

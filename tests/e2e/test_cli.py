@@ -120,9 +120,52 @@ async def test_errors_are_one_line_on_stderr(env, args, message):
     assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr
 
 
-async def test_usage_errors_exit_2(env):
-    proc = await hejcti(env, "account", "create", "--name", "X", "--crm", "notacrm", ok=False)
-    assert proc.returncode == 2
+@pytest.mark.parametrize("args, says", [
+    (("account", "create", "--name", "X", "--crm", "notacrm"), "invalid choice: 'notacrm'"),
+    (("account", "create", "--name", "X"), "the following arguments are required: --crm"),
+    (("nosuchcommand",), "invalid choice: 'nosuchcommand'"),
+])
+async def test_usage_errors_exit_2_with_one_line(env, args, says):
+    proc = await hejcti(env, *args, ok=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and says in proc.stderr and "--help" in proc.stderr
+
+
+@pytest.mark.parametrize("wrong, says", [
+    ("user", 'role "nobody" does not exist'),
+    ("database", 'database "no_such_db" does not exist'),
+    ("scheme", "DSN"),
+])
+async def test_a_wrong_database_url_is_one_line(env, database_url, wrong, says):
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(database_url)
+    netloc = ("nobody@" + parts.netloc.rpartition("@")[2]) if wrong == "user" else parts.netloc
+    path = "/no_such_db" if wrong == "database" else parts.path
+    bad = "notaurl" if wrong == "scheme" else urlunsplit((parts.scheme, netloc, path, parts.query, ""))
+    proc = await hejcti({**env, "HEJCTI_DATABASE_URL": bad}, "account", "list", "--json", ok=False)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("hejcti: database: ")
+    assert says in proc.stderr and "Traceback" not in proc.stderr
+
+
+async def test_serve_json_prints_one_object_once_it_listens(env):
+    import signal
+    import urllib.request
+
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "hejcti.cli", "serve", "--port", "0", "--json",
+                                                env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.DEVNULL)
+    try:
+        started = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
+        assert started["role"] == "all" and started["database"] == "shared" and started["port"] > 0
+        body = await asyncio.to_thread(lambda: urllib.request.urlopen(started["url"] + "/healthz", timeout=5).read())
+        assert json.loads(body) == {"status": "ok"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest = await asyncio.wait_for(proc.stdout.read(), 30)
+        await proc.wait()
+    assert proc.returncode == 0 and rest.strip() == b""
 
 
 async def test_directory_account_and_simulate_call(env, harness, tmp_path):
