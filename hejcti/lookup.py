@@ -57,10 +57,16 @@ class Accounts:
         if task is None:
             task = asyncio.create_task(self._load(account_id))
             self._loading[account_id] = task
-            task.add_done_callback(lambda _t: self._loading.pop(account_id, None))
+            task.add_done_callback(lambda t: self._loaded(account_id, t))
         if hit is not None:
             return hit[1]  # stale while the refresh runs
         return await asyncio.shield(task)
+
+    def _loaded(self, account_id: str, task: asyncio.Task[Account | None]) -> None:
+        self._loading.pop(account_id, None)
+        if not task.cancelled() and task.exception() is not None:  # retrieved: a failed refresh of a stale
+            log.warning("account.load.failed", account=account_id,  # entry has nobody else to see it
+                        error=type(task.exception()).__name__)
 
     async def _load(self, account_id: str) -> Account | None:
         row = await self._store.fetchrow("account_settings", account_id)

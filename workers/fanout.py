@@ -15,6 +15,7 @@ from typing import Any
 
 from hejcti import logs, models
 from hejcti.crm.base import Contact, CrmError, rank
+from hejcti.errors import DatabaseUnavailableError
 from hejcti.lookup import Account, Accounts, Lookups
 from hejcti.metrics import Metrics
 from hejcti.models import Event
@@ -22,6 +23,7 @@ from hejcti.sessions import REPLAYING, Hub, Session
 from hejcti.store import Store
 
 log = logs.get("workers.fanout")
+UNKNOWN_REGION = "ZZ"  # no home country: every number is shown in international form
 
 
 def _grouped(sessions: list[Session]) -> dict[str | None, list[Session]]:
@@ -33,8 +35,8 @@ def _grouped(sessions: list[Session]) -> dict[str | None, list[Session]]:
 
 
 def _public(contacts: list[Contact], crm_user: str | None) -> list[dict[str, Any]]:
-    ordered = rank(contacts, crm_user) if crm_user else contacts
-    return [c.public() for c in ordered]
+    """Ranked for this group's CRM user; an unmapped group gets no other user's records first."""
+    return [c.public() for c in rank(contacts, crm_user)]
 
 
 class Fanout:
@@ -126,17 +128,23 @@ class Fanout:
         self.hub.publish(sessions, message)
 
     async def _ring(self, ev: Event, sessions: list[Session]) -> None:
-        account = await self.accounts.get(ev.account_id)
+        try:
+            account = await self.accounts.get(ev.account_id)
+        except DatabaseUnavailableError:
+            # the number before pick-up matters more than the match: pop it unresolved, in international form
+            log.warning("pop.account_unavailable", call_id=ev.call_id, account=ev.account_id, seq=ev.id)
+            self._publish_ringing(ev, UNKNOWN_REGION, sessions, [], False)
+            return
         if account is None:
             return
         number = ev.number
         if number is None:  # anonymous or not a number: nothing to look up
-            self._publish_ringing(ev, account, sessions, [], True)
+            self._publish_ringing(ev, account.region, sessions, [], True)
             return
         contacts = self.lookups.cached(account.id, number)
         if contacts is not None:
             self.metrics.lookup_cache.labels("hit").inc()
-            self._publish_ringing(ev, account, sessions, contacts, True)
+            self._publish_ringing(ev, account.region, sessions, contacts, True)
             return
         self.metrics.lookup_cache.labels("miss").inc()
         key = (ev.account_id, ev.call_id)
@@ -150,9 +158,9 @@ class Fanout:
         done, _ = await asyncio.wait({lookup}, timeout=deadline) if deadline > 0 else (set(), None)
         if done:
             contacts = self._result(lookup)
-            self._publish_ringing(ev, account, sessions, contacts or [], contacts is not None)
+            self._publish_ringing(ev, account.region, sessions, contacts or [], contacts is not None)
             return
-        self._publish_ringing(ev, account, sessions, [], False)
+        self._publish_ringing(ev, account.region, sessions, [], False)
         # the pop is out; the rest of this call's events need not wait for the CRM any longer
         self._calls.pop((ev.account_id, ev.call_id), None)
         with contextlib.suppress(Exception):
@@ -174,10 +182,10 @@ class Fanout:
             return None
         return task.result()
 
-    def _publish_ringing(self, ev: Event, account: Account, sessions: list[Session], contacts: list[Contact],
+    def _publish_ringing(self, ev: Event, region: str, sessions: list[Session], contacts: list[Contact],
                          resolved: bool) -> None:
         n = 0
         for crm_user, group in _grouped(sessions).items():
-            n += self.hub.publish(group, models.ringing(ev, account.region, _public(contacts, crm_user), resolved))
+            n += self.hub.publish(group, models.ringing(ev, region, _public(contacts, crm_user), resolved))
         log.info("pop.sent", call_id=ev.call_id, account=ev.account_id, seq=ev.id, sessions=n,
                  matches=len(contacts), resolved=resolved)

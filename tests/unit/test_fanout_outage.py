@@ -1,0 +1,32 @@
+"""The fan-out when the account cannot be read (database down, account not cached): the pop still goes out."""
+
+from __future__ import annotations
+
+import json
+
+from hejcti.errors import DatabaseUnavailableError
+from hejcti.metrics import Metrics
+from hejcti.models import Event
+from hejcti.sessions import Hub, Session
+from workers.fanout import Fanout
+
+
+class DownAccounts:
+    async def get(self, account_id: str):
+        raise DatabaseUnavailableError("connection refused")
+
+
+async def test_a_ring_pops_unresolved_when_the_account_cannot_be_read():
+    metrics = Metrics()
+    hub = Hub(metrics)
+    s = Session(None, user_id="usr_1", account_id="acc_1", sipgate_user="w0", crm_user=None,  # type: ignore[arg-type]
+                limit=10, metrics=metrics)
+    hub.add(s)
+    fanout = Fanout(hub=hub, store=None, accounts=DownAccounts(), lookups=None, metrics=metrics,  # type: ignore[arg-type]
+                    deadline_s=1.5, workers=1)
+    ev = Event(id=5, account_id="acc_1", call_id="C1", event="newCall", at="2026-12-02T01:00:00Z",
+               data={"direction": "in", "number": "+4915791234567", "users": ["w0"], "anonymous": False})
+    await fanout.handle(ev)
+    pop = json.loads(s._queue[0])
+    assert pop["type"] == "call.ringing" and pop["seq"] == 5 and pop["resolved"] is False
+    assert pop["number"] == "+4915791234567" and pop["display"] == "+49 1579 1234567" and pop["contacts"] == []
