@@ -145,6 +145,27 @@ async def test_call_without_hangup_is_ended_with_timeout(make_harness):
     assert len(rep.of("call.ended")) == 1
 
 
+async def test_call_talking_past_the_limit_is_ended_with_timeout(make_harness):
+    h = await make_harness(talk_timeout_s=1)  # 12 hours by default (CONTRACT §4)
+    acc, tokens = await setup(h)
+    rep = await h.connect(tokens["w0"])
+    await h.post(acc["url"], new_call("CALLTALK"))
+    await h.post(acc["url"], "event=answer&callId=CALLTALK&user=A&userId=w0&fullUserId=1234567w0"
+                             "&from=4915791234567&to=492111234567&direction=in")
+    await rep.expect("call.answered")
+    await asyncio.sleep(1.3)
+    assert (await h.app[REAPER].once())["ended"] == 1
+    ended = await rep.expect("call.ended")
+    assert ended["cause"] == "timeout" and ended["duration_s"] is not None and ended["duration_s"] >= 1
+
+
+def test_the_default_limits_are_ten_minutes_ringing_and_twelve_hours_talking():
+    from hejcti.config import Settings
+
+    s = Settings(_env_file=None)
+    assert (s.ring_timeout_s, s.talk_timeout_s) == (600, 12 * 3600)
+
+
 async def test_listener_killed_then_next_event_still_pops(harness):
     acc, tokens = await setup(harness)
     rep = await harness.connect(tokens["w0"])
