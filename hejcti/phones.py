@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Literal
 
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberFormat
+from phonenumbers import NumberParseException, PhoneMetadata, PhoneNumberFormat
 
 Match = Literal["exact", "suffix"]
 _DIGITS = re.compile(r"\D+")
@@ -48,6 +48,23 @@ def normalize(value: str, region: str) -> str | None:
     if not phonenumbers.is_possible_number(parsed) or len(phonenumbers.national_significant_number(parsed)) < 5:
         return None
     return phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
+
+
+def _valid_elsewhere(stored: str, region: str) -> bool:
+    """The stored form is a whole number of its own: written with its country code (``+``, ``00``) or its
+    area code (the region's trunk prefix, ``0`` in Germany), and valid. Digits are compared only where it is
+    not: a local number without its area code, a bare extension (crm-apis §0.1)."""
+    raw = stored.strip()
+    if raw.startswith("00"):
+        raw = "+" + raw[2:]
+    meta = PhoneMetadata.metadata_for_region(region.upper())
+    trunk = (meta.national_prefix if meta is not None else None) or None
+    if not raw.startswith("+") and not (trunk and digits(raw).startswith(trunk)):
+        return False
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse(raw, region.upper()))
+    except NumberParseException:
+        return False
 
 
 def _parse(e164: str) -> phonenumbers.PhoneNumber | None:
@@ -110,6 +127,8 @@ def match(stored: str | None, e164: str, region: str) -> Match | None:
         return None
     if normalize(stored, region) == e164:
         return "exact"
+    if _valid_elsewhere(stored, region):
+        return None  # a real number of its own (say +43 15791234567 for +49 1579 1234567): not the caller
     nsn = national_significant(e164)
     got = digits(stored)
     if len(nsn) >= _MIN_SUFFIX and len(got) >= _MIN_SUFFIX and got.endswith(nsn):

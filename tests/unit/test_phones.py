@@ -34,9 +34,17 @@ def test_variants_cover_what_crms_store():
 
 @pytest.mark.parametrize("stored, expected", [("030 12345678", "exact"), ("+49 30 1234 5678", "exact"),
                                               ("12345678", "suffix"), ("030 12345679", None), (None, None),
-                                              ("0049 30 12345678", "exact")])
+                                              ("0049 30 12345678", "exact"),
+                                              ("+1 415 555 1212", None)])
 def test_match(stored, expected):
     assert phones.match(stored, "+493012345678", "DE") == expected
+
+
+def test_a_valid_foreign_number_ending_in_the_callers_digits_is_no_match():
+    assert phones.match("+43 15791234567", "+4915791234567", "DE") is None
+    assert phones.match("0043 15791234567", "+4915791234567", "DE") is None
+    assert phones.match("1234567", "+4915791234567", "DE") == "suffix"  # a local number: digits decide
+    assert phones.match("91234567", "+4915791234567", "DE") == "suffix"  # parses in DE, but has no area code
 
 
 def test_display_is_national_at_home_and_international_abroad():
