@@ -86,6 +86,21 @@ CREATE TABLE IF NOT EXISTS call_records (
     UNIQUE (account_id, record_key)
 );
 CREATE INDEX IF NOT EXISTS call_records_due ON call_records (run_after) WHERE state = 'ready' OR note_pending;
+-- How much of `note` (characters; notes only ever grow at the end) is already in the CRM record: the record's
+-- own description at the write, then every appended part. Only the rest is appended, once.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                    WHERE table_name = 'call_records' AND column_name = 'note_sent'
+                      AND table_schema = current_schema()) THEN
+        ALTER TABLE call_records ADD COLUMN note_sent integer NOT NULL DEFAULT 0;
+        -- rows written before this column: what they hold is in the CRM already
+        UPDATE call_records SET note_sent = coalesce(length(note), 0) WHERE state = 'done' AND NOT note_pending;
+    END IF;
+END;
+$$;
+-- waiting jobs whose call has ended on every leg are promoted by the claim after a while (a forward out)
+CREATE INDEX IF NOT EXISTS call_records_waiting ON call_records (run_after) WHERE state = 'waiting';
 CREATE INDEX IF NOT EXISTS call_records_calls ON call_records USING gin (call_ids);
 
 -- Store one pushed event: insert it (a repeat is a no-op), update the call, and NOTIFY the listeners.
@@ -201,7 +216,8 @@ RETURNS text LANGUAGE sql STABLE AS $$
 $$;
 
 -- After a leg's hangup: create or extend the call-record job of the whole call. The job becomes ready a few
--- seconds after the last leg ends; a leg that ended `forwarded` waits for the next leg.
+-- seconds after the last leg ends; a leg that ended `forwarded` waits for the next leg (the record claim
+-- promotes a job that waited two minutes with no leg still open: a forward to an outside number).
 CREATE OR REPLACE FUNCTION hejcti_record_leg(p_account text, p_call_id text)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -215,6 +231,12 @@ BEGIN
         RETURN;
     END IF;
     SELECT * INTO v_call FROM calls WHERE account_id = p_account AND call_id = p_call_id;
+    IF nullif(v_call.xcid, '') IS NOT NULL THEN
+        -- one leg of a call at a time: two legs hanging up at once (on two processes) would otherwise each see
+        -- the other still open (READ COMMITTED) and both leave the job waiting. The next statement's snapshot
+        -- sees what the leg before us committed.
+        PERFORM pg_advisory_xact_lock(hashtextextended(p_account || ':' || v_call.xcid, 0));
+    END IF;
     -- a forwarded leg waits for the next leg; so does any leg while another leg of the call still runs
     -- (a transfer: the first leg ends when it is handed over, the second talks on)
     v_state := CASE WHEN v_call.cause = 'forwarded' THEN 'waiting'

@@ -21,8 +21,9 @@ log = logs.get("hejcti.ws")
 
 #: replays what a resuming session missed (wired by the app factory to the workers' fan-out)
 Replay = Callable[[Session, int], Awaitable[None]]
-#: stores a call note for the call record (wired by the app factory)
-NoteSink = Callable[[Session, str, str], Awaitable[bool]]
+#: stores a call note for the call record (wired by the app factory): True stored, False no such call for
+#: this user, a string: why the note will never be written (answered as ``not_logged``)
+NoteSink = Callable[[Session, str, str], Awaitable[bool | str]]
 
 
 class WebSocketHandler:
@@ -144,8 +145,12 @@ class WebSocketHandler:
                 except DatabaseUnavailableError:
                     reply = protocol.reply("error", m.id, code="unavailable", message="database unavailable")
                 else:
-                    reply = (protocol.reply("result", m.id, ok=True) if ok else
-                             protocol.reply("error", m.id, code="not_found", message="no such call for this user"))
+                    if isinstance(ok, str):  # the note will never be written: say why (logging off, job failed)
+                        reply = protocol.reply("error", m.id, code="not_logged", message=ok)
+                    elif ok:
+                        reply = protocol.reply("result", m.id, ok=True)
+                    else:
+                        reply = protocol.reply("error", m.id, code="not_found", message="no such call for this user")
         else:  # Auth again
             reply = protocol.reply("error", m.id, code="bad_message", message="already authenticated")
         session.send_json(reply)

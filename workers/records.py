@@ -6,8 +6,14 @@ by themselves), takes the CRM credentials of a session of the answering user (or
 user it rang for), writes the record, and tells the call's sessions ``call.logged``. No credentials here:
 the job goes back untouched and waits. Expired token: ask that session, try again soon. Transient failure:
 back off (``Retry-After`` honoured). Permanent failure: the job is marked failed with the reason. Notes are
-appended to the written record, or kept in the job until it is written. Jobs older than RETENTION_DAYS are
-purged by the reaper.
+appended to the written record, or kept in the job until it is written; ``note_sent`` says how much of the
+note the CRM already has, so each part is appended once. Jobs older than RETENTION_DAYS are purged by the
+reaper.
+
+Each job runs on its own: an unexpected error in one is logged (``record.failed``) and that job alone is
+rescheduled with backoff; a CRM that hangs holds only its own job (``crm_timeout_s``, well inside the lease).
+Once the CRM has the record, marking the job done is retried in memory before the job could ever be claimed
+(and written) again; if it still fails, ``record.orphaned`` names the CRM record.
 """
 
 from __future__ import annotations
@@ -26,40 +32,56 @@ from hejcti.crm.base import (
     CrmAuthError,
     CrmError,
     CrmPermanentError,
+    CrmTimeoutError,
     CrmTransientError,
+    LoggedRecord,
     parse_time,
 )
+from hejcti.errors import DatabaseUnavailableError
 from hejcti.lookup import Accounts, Lookups
 from hejcti.metrics import Metrics
 from hejcti.models import Event
 from hejcti.sessions import Hub, Session
 from hejcti.store import UNAVAILABLE
-from hejcti.tasks import Periodic
+from hejcti.tasks import Periodic, cancel_and_wait
 
 log = logs.get("workers.records")
 
+#: the lease of a claimed job (``_CLAIM``); a job's CRM part is cut off well before it (``crm_timeout_s``)
+LEASE_S = 60
+# Ready jobs and notes to append; and a job still waiting for another leg (a forward) once it has waited two
+# minutes with no leg of its call still open (a forward to an outside number sends no further leg).
 _CLAIM = """
-UPDATE call_records r SET lease_until = now() + interval '60 seconds', attempts = attempts + 1, updated_at = now()
- WHERE r.id IN (SELECT id FROM call_records
-                 WHERE account_id = ANY($1::text[])
-                   AND (state = 'ready' OR note_pending)
-                   AND run_after <= now()
-                   AND (lease_until IS NULL OR lease_until < now())
-                 ORDER BY run_after LIMIT $2 FOR UPDATE SKIP LOCKED)
-RETURNING r.id, r.account_id, r.record_key, r.call_ids, r.state, r.data, r.note, r.note_pending, r.attempts,
-          r.crm_record_id, r.crm_url
+UPDATE call_records r SET lease_until = now() + interval '60 seconds', attempts = attempts + 1,
+       state = CASE WHEN r.state = 'waiting' THEN 'ready' ELSE r.state END, updated_at = now()
+ WHERE r.id IN (SELECT j.id FROM call_records j
+                 WHERE j.account_id = ANY($1::text[])
+                   AND (j.lease_until IS NULL OR j.lease_until < now())
+                   AND ((j.state = 'ready' OR j.note_pending) AND j.run_after <= now()
+                        OR j.state = 'waiting' AND j.run_after <= now() - interval '2 minutes'
+                           AND j.data ? 'first_call_id'
+                           AND NOT EXISTS (SELECT 1 FROM calls o
+                                            WHERE o.account_id = j.account_id AND o.ended_at IS NULL
+                                              AND (o.xcid = j.record_key OR o.call_id = ANY(j.call_ids))))
+                 ORDER BY j.run_after LIMIT $2 FOR UPDATE SKIP LOCKED)
+RETURNING r.id, r.account_id, r.record_key, r.call_ids, r.state, r.data, r.note, r.note_pending, r.note_sent,
+          r.attempts, r.crm_record_id, r.crm_url
 """
 _RELEASE = """
 UPDATE call_records SET lease_until = NULL, attempts = greatest(attempts - 1, 0), run_after = now() + make_interval(secs => $2)
  WHERE id = $1
 """
+# $4: the length of the note the CRM now has (the record's description held the note as claimed; a note
+# that came in meanwhile is longer, stays pending, and only its new part is appended)
 _DONE = """
 UPDATE call_records SET state = 'done', crm_record_id = $2, crm_url = $3, lease_until = NULL, last_error = NULL,
-       note_pending = (note IS DISTINCT FROM $4), updated_at = now()
+       note_sent = $4, note_pending = coalesce(length(note), 0) > $4, updated_at = now()
  WHERE id = $1
 """
 _NOTE_DONE = """
-UPDATE call_records SET note_pending = (note IS DISTINCT FROM $2), lease_until = NULL, updated_at = now() WHERE id = $1
+UPDATE call_records SET note_sent = $2, note_pending = coalesce(length(note), 0) > $2, lease_until = NULL,
+       updated_at = now()
+ WHERE id = $1
 """
 _RETRY = """
 UPDATE call_records SET lease_until = NULL, run_after = now() + make_interval(secs => $2), last_error = $3,
@@ -71,19 +93,32 @@ UPDATE call_records SET state = CASE WHEN state = 'done' THEN 'done' ELSE 'faile
        lease_until = NULL, last_error = $2, updated_at = now()
  WHERE id = $1
 """
+# A note is kept only where it will be written: the account logs calls and the job has not failed. The
+# answer says which: found (the call is this user's), log_calls, prior (the job's state before), state (the
+# job's state after; NULL when the note was not kept).
 _NOTE = """
 WITH c AS (SELECT hejcti_record_key(account_id, call_id) AS key FROM calls
-            WHERE account_id = $1 AND call_id = $2 AND $3 = ANY(users))
+            WHERE account_id = $1 AND call_id = $2 AND $3 = ANY(users)),
+     a AS (SELECT log_calls FROM accounts WHERE id = $1),
+     up AS (
 INSERT INTO call_records (account_id, record_key, call_ids, note, state)
-SELECT $1, c.key, ARRAY[$2], $4, 'waiting' FROM c
+SELECT $1, c.key, ARRAY[$2], $4, 'waiting' FROM c, a WHERE a.log_calls
 ON CONFLICT (account_id, record_key) DO UPDATE SET
     note = CASE WHEN call_records.note IS NULL THEN excluded.note ELSE call_records.note || E'\\n' || excluded.note END,
     note_pending = call_records.state = 'done',
     run_after = CASE WHEN call_records.state = 'done' THEN now() ELSE call_records.run_after END,
     updated_at = now()
-RETURNING id, state
+ WHERE call_records.state <> 'failed'
+RETURNING id, state)
+SELECT EXISTS (SELECT 1 FROM c) AS found, coalesce((SELECT log_calls FROM a), false) AS log_calls,
+       (SELECT r.state FROM call_records r, c WHERE r.account_id = $1 AND r.record_key = c.key) AS prior,
+       (SELECT state FROM up) AS state
 """
+NOT_LOGGED_OFF = "call logging is off for this account"
+NOT_LOGGED_FAILED = "the call record could not be written"
 MAX_ATTEMPTS = 12
+#: marking a written job done: tries and the first pause (doubling) before ``record.orphaned``
+DONE_TRIES, DONE_PAUSE_S = 4, 0.5
 
 
 def backoff(attempts: int) -> float:
@@ -94,7 +129,8 @@ class Records(Periodic):
     name = "records"
 
     def __init__(self, *, pool: asyncpg.Pool, hub: Hub, accounts: Accounts, lookups: Lookups, metrics: Metrics,
-                 credentials_wait_s: float = 10.0, interval: float = 2.0, batch: int = 20) -> None:
+                 credentials_wait_s: float = 10.0, interval: float = 2.0, batch: int = 20,
+                 crm_timeout_s: float = 40.0, round_s: float = 10.0, done_pause_s: float = DONE_PAUSE_S) -> None:
         super().__init__(interval)
         self._pool = pool
         self._hub = hub
@@ -103,6 +139,12 @@ class Records(Periodic):
         self._metrics = metrics
         self._batch = batch
         self._wait = credentials_wait_s
+        self._crm_timeout = min(crm_timeout_s, LEASE_S - 15.0)  # room for the done update and its retries
+        self._round = round_s
+        self._done_pause = done_pause_s
+        self._running: set[asyncio.Task[None]] = set()
+        #: jobs this process wrote whose done update failed: finished without writing again if claimed again
+        self._written: dict[int, tuple[LoggedRecord, int]] = {}
 
     def notice(self, ev: Event) -> None:
         """A hangup was stored: a job may be due in a few seconds."""
@@ -110,16 +152,22 @@ class Records(Periodic):
             loop = asyncio.get_running_loop()
             loop.call_later(3.2, self._wake.set)
 
-    async def add_note(self, session: Session, call_id: str, text: str) -> bool:
-        """``call.note``: keep the text with the call's record job (appended once the record exists)."""
+    async def add_note(self, session: Session, call_id: str, text: str) -> bool | str:
+        """``call.note``: keep the text with the call's record job (appended once the record exists).
+        True: stored for writing; False: no such call for this user; a string: why it will never be written
+        (call logging off for the account, or the record job failed)."""
         try:
             row = await self._pool.fetchrow(_NOTE, session.account_id, call_id, session.sipgate_user, text)
         except UNAVAILABLE as e:
-            from hejcti.errors import DatabaseUnavailableError
-
             raise DatabaseUnavailableError(type(e).__name__) from e
-        if row is None:
+        if row is None or not row["found"]:
             return False
+        if not row["log_calls"]:
+            log.info("call.note.not_logged", call_id=call_id, account=session.account_id, reason="log_calls_off")
+            return NOT_LOGGED_OFF
+        if row["state"] is None:
+            log.info("call.note.not_logged", call_id=call_id, account=session.account_id, reason=row["prior"])
+            return NOT_LOGGED_FAILED
         if row["state"] == "done":
             self._wake.set()
         log.info("call.note.stored", call_id=call_id, account=session.account_id, chars=len(text))
@@ -129,13 +177,75 @@ class Records(Periodic):
         return sorted({s.account_id for s in self._hub._all if not s.closed})  # noqa: SLF001
 
     async def once(self) -> int:
+        """Claim as many jobs as there are free slots and run each on its own task; wait for them at most
+        ``round_s`` (a job still running then keeps its slot and its lease, the next round goes on)."""
         accounts = self._local_accounts()
-        if not accounts:
+        free = self._batch - len(self._running)
+        if not accounts or free <= 0:
             return 0
-        rows = await self._pool.fetch(_CLAIM, accounts, self._batch)
-        if rows:
-            await asyncio.gather(*(self._job(r) for r in rows))
+        rows = await self._pool.fetch(_CLAIM, accounts, free)
+        tasks = [asyncio.create_task(self._isolated(r), name=f"records.job.{r['id']}") for r in rows]
+        for t in tasks:
+            self._running.add(t)
+            t.add_done_callback(self._running.discard)
+        if tasks:
+            await asyncio.wait(tasks, timeout=self._round)
         return len(rows)
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait for the jobs still running (tests, shutdown)."""
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=timeout)
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self.drain(5.0)  # a job half-way through a CRM write had better finish than be retried
+        for t in list(self._running):
+            await cancel_and_wait(t)
+
+    async def _isolated(self, row: asyncpg.Record) -> None:
+        """One job; whatever goes wrong in it stays in it: logged, and the job rescheduled with backoff."""
+        try:
+            await self._job(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001  # a bug or an outage in one job must not stop the others
+            attempts = row["attempts"]
+            delay = backoff(attempts)
+            log.warning("record.failed", record=row["id"], account=row["account_id"], error=type(e).__name__,
+                        attempts=attempts, in_s=round(delay, 1))
+            try:
+                if attempts >= MAX_ATTEMPTS:
+                    await self._pool.execute(_FAIL, row["id"], f"gave up after {attempts} attempts: "
+                                                                f"{type(e).__name__}")
+                else:
+                    await self._pool.execute(_RETRY, row["id"], delay, type(e).__name__)
+            except Exception as again:  # noqa: BLE001  # the lease runs out and the job comes back by itself
+                log.warning("record.reschedule.failed", record=row["id"], error=type(again).__name__)
+
+    async def _crm(self, aw: Any, crm: str) -> Any:
+        """A CRM step of a job, cut off at ``crm_timeout_s`` (the adapter's own retries live inside)."""
+        try:
+            return await asyncio.wait_for(aw, self._crm_timeout)
+        except TimeoutError as e:  # adapters turn their own timeouts into CrmTimeoutError: this one is ours
+            raise CrmTimeoutError(f"{crm} took longer than {self._crm_timeout:g} s", crm=crm) from e
+
+    async def _finish(self, query: str, job_id: int, account: str, crm_record: str | None, *args: Any) -> bool:
+        """The update after a CRM write succeeded, retried in memory: failing it would write again."""
+        pause = self._done_pause
+        for attempt in range(1, DONE_TRIES + 1):
+            try:
+                await self._pool.execute(query, job_id, *args)
+                return True
+            except (*UNAVAILABLE, asyncpg.PostgresError, DatabaseUnavailableError) as e:
+                if attempt == DONE_TRIES:
+                    log.error("record.orphaned", record=job_id, account=account, crm_record=crm_record,
+                              error=type(e).__name__, tries=attempt)
+                    return False
+                log.warning("record.done.retry", record=job_id, error=type(e).__name__, attempt=attempt)
+                await asyncio.sleep(pause)
+                pause *= 2
+        return False  # pragma: no cover
 
     def _sessions_for(self, account_id: str, data: dict[str, Any]) -> list[Session]:
         """Answering user's sessions first; for a missed call, any user it rang for."""
@@ -152,6 +262,16 @@ class Records(Periodic):
         account = await self._accounts.get(row["account_id"])
         if account is None:
             return
+        note = row["note"] or ""
+        if row["state"] == "done":
+            self._written.pop(job_id, None)
+        elif job_id in self._written:
+            # this process wrote the record but could not mark it done: finish that, never write again
+            logged, sent = self._written[job_id]
+            if await self._finish(_DONE, job_id, account.id, logged.record_id, logged.record_id, logged.url, sent):
+                self._written.pop(job_id, None)
+                self._logged(account.id, account.crm_kind, row, data, logged)
+            return
         sessions = self._sessions_for(account.id, data)
         adapter = self._lookups.adapter(account)
         creds = next((s.credentials for s in sessions if s.credentials is not None), None)
@@ -163,20 +283,19 @@ class Records(Periodic):
         session = next((s for s in sessions if s.credentials == creds), None)
         try:
             if row["state"] == "done":
-                await adapter.append_note(row["crm_record_id"], row["note"] or "", creds)
-                await self._pool.execute(_NOTE_DONE, job_id, row["note"])
-                log.info("call.note.appended", record=job_id, account=account.id, crm=account.crm_kind)
+                await self._append(row, account.id, account.crm_kind, adapter, creds, note)
                 return
             record = self._record(row, data, await self._accounts.crm_users(account.id), account.id)
             if record.contact is None and record.number:
                 # the pop's lookup is no longer cached (a restart, or more than five minutes): ask again
                 try:
-                    found = await adapter.lookup(record.number, creds, crm_user=record.owner)
+                    found = await self._crm(adapter.lookup(record.number, creds, crm_user=record.owner),
+                                            account.crm_kind)
                 except (CrmTransientError, CrmPermanentError):
                     found = []
                 if found:
                     record = replace(record, contact=found[0])
-            logged = await adapter.log_call(record, creds)
+            logged = await self._crm(adapter.log_call(record, creds), account.crm_kind)
         except CrmAuthError as e:
             if session is not None:
                 session.ask_credentials("expired")
@@ -200,12 +319,33 @@ class Records(Periodic):
             log.warning("call.record.failed", record=job_id, account=account.id, crm=account.crm_kind,
                         kind=e.kind, error=str(e))
             return
-        await self._pool.execute(_DONE, job_id, logged.record_id, logged.url, row["note"])
         self._metrics.records.labels(account.crm_kind, "written").inc()
         log.info("call.record.written", record=job_id, account=account.id, crm=account.crm_kind,
                  crm_record=logged.record_id)
-        targets = self._hub.sessions_for(account.id, list(data.get("users") or []))
-        self._hub.publish(targets, models.logged(data.get("first_call_id") or row["call_ids"][0], account.crm_kind,
+        # the record's description holds the note as claimed: that much of it is in the CRM now
+        if not await self._finish(_DONE, job_id, account.id, logged.record_id, logged.record_id, logged.url,
+                                  len(note)):
+            self._written[job_id] = (logged, len(note))
+            return
+        self._logged(account.id, account.crm_kind, row, data, logged)
+
+    async def _append(self, row: asyncpg.Record, account_id: str, crm: str, adapter: Any, creds: Any,
+                      note: str) -> None:
+        """Append the part of the note the CRM does not have yet (notes only grow at the end, joined by a
+        newline) and remember that it has it now."""
+        sent = min(row["note_sent"] or 0, len(note))
+        part = note[sent:]
+        if sent and part.startswith("\n"):
+            part = part[1:]
+        if part:
+            await self._crm(adapter.append_note(row["crm_record_id"], part, creds), crm)
+        if await self._finish(_NOTE_DONE, row["id"], account_id, row["crm_record_id"], len(note)):
+            log.info("call.note.appended", record=row["id"], account=account_id, crm=crm, chars=len(part))
+
+    def _logged(self, account_id: str, crm: str, row: asyncpg.Record, data: dict[str, Any],
+                logged: LoggedRecord) -> None:
+        targets = self._hub.sessions_for(account_id, list(data.get("users") or []))
+        self._hub.publish(targets, models.logged(data.get("first_call_id") or row["call_ids"][0], crm,
                                                  logged.record_id, logged.url))
 
     def _record(self, row: asyncpg.Record, data: dict[str, Any], crm_users: dict[str, str | None],

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from hejcti import phones
 from hejcti.errors import HejctiError
@@ -138,18 +138,30 @@ class CrmAuthError(CrmError):
 
 
 class CrmTransientError(CrmError):
-    """Worth retrying: timeouts, connection errors, 429 (with ``retry_after`` when the CRM says), 5xx."""
+    """Worth retrying: timeouts, connection errors, 429 (with ``retry_after`` when the CRM says), 5xx.
+
+    ``maybe_applied`` tells whether the CRM may have acted on the request all the same (a read timeout, a
+    connection dropped after sending, a 500): a create is not repeated then. False when the request provably
+    did not reach the CRM or was refused before acting (connection refused, connect timeout, 429, 503 with
+    ``Retry-After``)."""
 
     kind = "transient"
 
     def __init__(self, message: str, *, crm: str = "", status: int | None = None,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, maybe_applied: bool = True) -> None:
         super().__init__(message, crm=crm, status=status)
         self.retry_after = retry_after
+        self.maybe_applied = maybe_applied
 
 
 class CrmRateLimitError(CrmTransientError):
+    """A rate limit: the CRM refused the request before acting on it."""
+
     kind = "rate_limit"
+
+    def __init__(self, message: str, *, crm: str = "", status: int | None = None,
+                 retry_after: float | None = None, maybe_applied: bool = False) -> None:
+        super().__init__(message, crm=crm, status=status, retry_after=retry_after, maybe_applied=maybe_applied)
 
 
 class CrmTimeoutError(CrmTransientError):
@@ -201,10 +213,14 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def retry_after_seconds(headers: Any) -> float | None:
-    """``Retry-After`` in seconds (or an HTTP date), else ``X-RateLimit-Reset`` seconds, else None."""
-    value = headers.get("Retry-After") if headers is not None else None
-    if value is None and headers is not None:
-        value = headers.get("X-RateLimit-Reset")
+    """``Retry-After`` in seconds (or an HTTP date), else ``X-RateLimit-Reset`` or ``ratelimit-reset`` (Zendesk)
+    seconds, else None."""
+    if headers is None:
+        return None
+    value = headers.get("Retry-After")
+    for name in ("X-RateLimit-Reset", "ratelimit-reset"):
+        if value is None:
+            value = headers.get(name)
     if value is None:
         return None
     try:
@@ -308,12 +324,22 @@ class CrmAdapter:
         return CrmPermanentError(f"HTTP {status} from {self.kind}", crm=self.kind, status=status)
 
     async def request(self, method: str, url: str, *, creds: Credentials | None, budget: float | None = None,
-                      headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
+                      headers: dict[str, str] | None = None, idempotent: bool | None = None, **kwargs: Any) -> Any:
         """One CRM call with retries on transient errors (tenacity), honouring ``Retry-After`` while it
-        fits in ``budget`` seconds. Returns the decoded JSON (None for an empty body). Raises ``CrmError``."""
+        fits in ``budget`` seconds. Returns the decoded JSON (None for an empty body). Raises ``CrmError``.
+
+        ``idempotent`` (default: every method but POST, and a POST to a ``…/search`` or ``…/filter`` query
+        endpoint) decides what is retried: an idempotent request on any transient error, anything else (a
+        create) only when the error shows the CRM did not act on it (``maybe_applied`` false), so that a
+        create whose answer was lost is not sent twice."""
         all_headers = {"Accept": "application/json", **self.auth_headers(creds), **(headers or {})}
         budget = self.budget if budget is None else budget
         started = time.monotonic()
+        if idempotent is None:
+            idempotent = is_idempotent(method, url)
+
+        def retryable(exc: BaseException) -> bool:
+            return isinstance(exc, CrmTransientError) and (idempotent or not exc.maybe_applied)
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
@@ -325,7 +351,7 @@ class CrmAdapter:
             return delay
 
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(CrmTransientError),
+            retry=retry_if_exception(retryable),
             stop=stop_after_attempt(self.max_attempts),
             wait=wait,
             reraise=True,
@@ -342,16 +368,39 @@ class CrmAdapter:
                 method, url, headers=headers, timeout=aiohttp.ClientTimeout(total=self.request_timeout), **kwargs
             ) as r:
                 resp = Response(r.status, r.headers, await r.text(errors="replace"))
+        except aiohttp.ConnectionTimeoutError as e:  # before TimeoutError: it is one, but nothing was sent
+            raise CrmTimeoutError(f"cannot connect to {self.kind} in {self.request_timeout:g} s", crm=self.kind,
+                                  maybe_applied=False) from e
         except TimeoutError as e:
             raise CrmTimeoutError(f"{self.kind} did not answer in {self.request_timeout:g} s", crm=self.kind) from e
-        except aiohttp.ClientError as e:
+        except aiohttp.ClientConnectorError as e:  # refused, unreachable, DNS, TLS handshake: nothing was sent
+            raise CrmTransientError(f"cannot reach {self.kind}: {type(e).__name__}", crm=self.kind,
+                                    maybe_applied=False) from e
+        except aiohttp.ClientError as e:  # dropped after sending, reset, broken payload: it may have acted
             raise CrmTransientError(f"cannot reach {self.kind}: {type(e).__name__}", crm=self.kind) from e
         if not 200 <= resp.status < 300:
-            raise self.classify(resp)
+            err = self.classify(resp)
+            if isinstance(err, CrmTransientError) and not isinstance(err, CrmRateLimitError):
+                # a 503 with Retry-After is the CRM refusing before acting; any other 5xx may have acted
+                err.maybe_applied = not (resp.status == 503 and resp.headers is not None
+                                         and resp.headers.get("Retry-After") is not None)
+            raise err
         try:
             return resp.json()
         except ValueError as e:
             raise CrmPermanentError(f"malformed JSON from {self.kind}", crm=self.kind, status=resp.status) from e
+
+
+#: POST endpoints that only read (HubSpot's ``/search``, SugarCRM's ``/filter``): safe to repeat
+_READ_ONLY_POST_SUFFIXES = ("/search", "/filter")
+
+
+def is_idempotent(method: str, url: str) -> bool:
+    """May this request be sent again after an ambiguous failure? Every method but POST; a POST only to a
+    query endpoint."""
+    if method.upper() != "POST":
+        return True
+    return urlsplit(url).path.rstrip("/").endswith(_READ_ONLY_POST_SUFFIXES)
 
 
 def body_json(resp: Response) -> Any:

@@ -33,8 +33,11 @@ from hejcti.crm.base import (
 )
 
 API = "https://api.hubapi.com"
-CONTACT_PROPS = ["firstname", "lastname", "phone", "mobilephone", "company", "hubspot_owner_id",
+# reference §2.3: "email" too, for the name of a contact without first and last name
+CONTACT_PROPS = ["firstname", "lastname", "email", "phone", "mobilephone", "company", "hubspot_owner_id",
                  "associatedcompanyid", "lastmodifieddate"]
+#: reference §2.2: the 401 categories that mean "this access token is expired or invalid"
+AUTH_CATEGORIES = frozenset({"EXPIRED_AUTHENTICATION", "INVALID_AUTHENTICATION"})
 COMPANY_PROPS = ["name", "phone", "hubspot_owner_id", "hs_lastmodifieddate"]
 DISPOSITION = {"answered": "f240bbac-87c9-4f6e-bf70-924b57d47db7", "missed": "73a0d17f-1163-4015-bdd5-ec830791da20",
                "voicemail": "b2cf5968-551e-4856-9783-52b3da59a7d0"}
@@ -61,7 +64,12 @@ class Adapter(CrmAdapter):
                                      status=429, retry_after=wait)
         if resp.status == 401:
             category = body.get("category", "") if isinstance(body, dict) else ""
-            return CrmAuthError(f"hubspot token rejected ({category or 'HTTP 401'})", crm=self.kind, status=401)
+            if category in AUTH_CATEGORIES:
+                return CrmAuthError(f"hubspot token rejected ({category})", crm=self.kind, status=401)
+            # a 401 without HubSpot's token categories (another category, an edge's HTML page): not the expiry
+            # signature of §2.2, so a new token is not what would fix it; logged once, not retried
+            return CrmPermanentError(f"HTTP 401 from hubspot ({category or 'no token category'})", crm=self.kind,
+                                     status=401)
         if resp.status == 403 and isinstance(body, dict) and body.get("category") == "MISSING_SCOPES":
             return CrmPermanentError("hubspot token lacks a scope (MISSING_SCOPES)", crm=self.kind, status=403)
         return super().classify(resp)
@@ -167,11 +175,18 @@ class Adapter(CrmAdapter):
                     associations.append(_assoc(record.contact.parent_id, CALL_TO_COMPANY))
             else:
                 associations.append(_assoc(record.contact.id, CALL_TO_COMPANY))
+        # the portal id for the deep link is fetched (and cached) before the create: an expired token fails
+        # here, while nothing has been written yet
+        portal = await self._portal_info(base, creds)
         created = await self.request("POST", f"{base}/crm/v3/objects/calls", creds=creds, budget=10,
                                      json={"properties": props, "associations": associations})
         if not isinstance(created, dict) or not created.get("id"):
             raise CrmPermanentError("hubspot created no call object", crm=self.kind)
-        portal = await self._portal_info(base, creds)
+        if portal is None:
+            try:
+                portal = await self._portal_info(base, creds)
+            except CrmError:  # the call exists: a missing deep link must never make the job create it again
+                portal = None
         return LoggedRecord(record_id=str(created["id"]), url=self._url(portal, "0-48", created["id"]))
 
     async def append_note(self, record_id: str, text: str, creds: Credentials | None) -> None:

@@ -257,3 +257,31 @@ async def test_transferred_call_is_one_record_written_after_the_last_leg(harness
     assert call["properties"]["hs_call_status"] == "COMPLETED"
     row = await harness.pool.fetchrow("SELECT call_ids, data FROM call_records")
     assert sorted(row["call_ids"]) == ["TR1", "TR2"] and row["data"]["answered_by"] == "w1"
+
+
+async def test_note_that_will_never_be_written_is_answered_not_logged(harness, crm):
+    """Call logging off (and a directory account, which forces it off), or a record job that failed: the
+    note is refused with a reason instead of an ``ok`` for a note that would never reach the CRM."""
+    acc, c = await hubspot_account(harness, crm, log_calls=False)
+    await harness.post(acc["url"], new_call("CHN1"))
+    await c["w0"].expect("call.ringing")
+    reply = await c["w0"].request({"type": "call.note", "call_id": "CHN1", "text": "x", "id": "n1"})
+    assert reply == {"type": "error", "code": "not_logged", "id": "n1",
+                     "message": "call logging is off for this account"}
+
+    directory = await harness.account(name="Dir")
+    d = await harness.connect(await harness.user(directory["account_id"], "w0"))
+    await harness.post(directory["url"], new_call("CHN2"))
+    await d.expect("call.ringing")
+    reply = await d.request({"type": "call.note", "call_id": "CHN2", "text": "x", "id": 7})
+    assert (reply["type"], reply["code"], reply["id"]) == ("error", "not_logged", 7)
+
+    acc3, c3 = await hubspot_account(harness, crm, users=("w5",))
+    await harness.post(acc3["url"], new_call("CHN3", users=("w5",)))
+    await c3["w5"].expect("call.ringing")
+    await harness.post(acc3["url"], hangup("CHN3", "cancel"))
+    await c3["w5"].expect("call.ended")
+    await harness.pool.execute("UPDATE call_records SET state = 'failed' WHERE $1 = ANY(call_ids)", "CHN3")
+    reply = await c3["w5"].request({"type": "call.note", "call_id": "CHN3", "text": "x", "id": "n3"})
+    assert reply == {"type": "error", "code": "not_logged", "id": "n3",
+                     "message": "the call record could not be written"}
