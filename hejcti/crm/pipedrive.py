@@ -1,15 +1,15 @@
 """Pipedrive (API v2 search, v1 call logs).
 
-Lookup: ``GET /api/v2/persons/search`` with ``fields=phone`` for the E.164 digits and for the national
-significant number, at the same time (Pipedrive's phone matching is undocumented and partial), merged and
-verified. Deep links: ``https://{company_domain}.pipedrive.com/person/{id}``, the domain from the API host or
-``GET /api/v1/users/me``. Records: ``POST /api/v1/callLogs`` (telephony call log, owner ``user_id``). A call log
+Lookup: ``GET /api/v2/persons/search`` with ``fields=phone``, first for the E.164 digits, then for the national
+significant number, stopping at the first verified hit (Pipedrive's phone matching is undocumented and partial);
+when no person verifies, ``GET /api/v2/organizations/search`` with ``fields=custom_fields`` the same way
+(organizations have no standard phone field). Deep links: ``https://{company_domain}.pipedrive.com/person/{id}``
+(``/organization/{id}``), the domain from the API host or ``GET /api/v1/users/me``. Records: ``POST /api/v1/callLogs`` (telephony call log, owner ``user_id``). A call log
 cannot be edited, so a note becomes a Pipedrive note on the same person and organization.
 """
 
 from __future__ import annotations
 
-import asyncio
 import html
 from datetime import UTC
 from typing import Any
@@ -64,28 +64,66 @@ class Adapter(CrmAdapter):
 
     async def lookup(self, e164: str, creds: Credentials | None, *, crm_user: str | None = None) -> list[Contact]:
         base = self.base_url(creds, API)
-        nsn = phones.national_significant(e164)
-        # Pipedrive matches phones partially on the raw string: the digits of a formatted number may only be
-        # found by their tail, so the last seven digits go too (every hit is verified below)
-        terms = list(dict.fromkeys([e164.lstrip("+"), nsn, nsn[-7:]]))
-        answers = await asyncio.gather(*(self.request("GET", f"{base}/api/v2/persons/search", creds=creds, params={
-            "term": t, "fields": "phone", "exact_match": "false", "limit": "20"}) for t in terms))
-        domain = await self._company_domain(base, creds)
+        # reference §3.3: the E.164 digits first, then the national significant number, one after the other
+        # (search is rate-limited to 10 requests per 2 s), stopping at the first term that gives a verified
+        # hit; every hit is verified here, since Pipedrive matches partially. A failed search raises: it is
+        # never taken for "not found".
+        terms = list(dict.fromkeys([e164.lstrip("+"), phones.national_significant(e164)]))
+        domain: str | None = None
         found: dict[str, Contact] = {}
-        for answer in answers:
-            for entry in (_envelope(answer, "persons/search") or {}).get("items") or []:
-                item = entry.get("item") or {}
-                match = phones.best_match(list(item.get("phones") or []), e164, self.region)
-                if match is None or item.get("id") is None:
-                    continue
-                org = item.get("organization") or {}
-                pid = str(item["id"])
-                found.setdefault(pid, Contact(
-                    crm=self.kind, kind="person", id=pid, name=item.get("name") or pid,
-                    company=org.get("name") or None, url=self._url(domain, "person", pid), match=match,
-                    owner_id=str((item.get("owner") or {}).get("id")) if (item.get("owner") or {}).get("id") else None,
-                    parent_id=str(org["id"]) if org.get("id") else None))
+        for i, term in enumerate(terms):
+            items = await self._search(base, "persons", {"term": term, "fields": "phone"}, creds)
+            if i == 0:
+                domain = await self._company_domain(base, creds)
+            for item in items:
+                c = self._person(item, e164, domain)
+                if c is not None:
+                    found.setdefault(c.id, c)
+            if found:
+                return rank(list(found.values()), crm_user)
+        # no person: organizations, which keep phones only in custom fields (reference §3.3)
+        for term in terms:
+            items = await self._search(base, "organizations", {"term": term, "fields": "custom_fields"}, creds)
+            for item in items:
+                c = self._organization(item, e164, domain)
+                if c is not None:
+                    found.setdefault(c.id, c)
+            if found:
+                break
         return rank(list(found.values()), crm_user)
+
+    async def _search(self, base: str, what: str, params: dict[str, str], creds: Credentials | None) -> list[dict]:
+        answer = await self.request("GET", f"{base}/api/v2/{what}/search", creds=creds,
+                                    params={**params, "exact_match": "false", "limit": "20"})
+        data = _envelope(answer, f"{what}/search") or {}
+        if not isinstance(data, dict) or not isinstance(data.get("items") or [], list):
+            raise CrmPermanentError(f"pipedrive {what}/search: unexpected answer", crm=self.kind)
+        return [entry.get("item") or {} for entry in data.get("items") or [] if isinstance(entry, dict)]
+
+    @staticmethod
+    def _owner(item: dict[str, Any]) -> str | None:
+        owner = (item.get("owner") or {}).get("id")
+        return str(owner) if owner is not None else None
+
+    def _person(self, item: dict[str, Any], e164: str, domain: str | None) -> Contact | None:
+        match = phones.best_match([p for p in item.get("phones") or [] if isinstance(p, str)], e164, self.region)
+        if match is None or item.get("id") is None:
+            return None
+        org = item.get("organization") or {}
+        pid = str(item["id"])
+        return Contact(crm=self.kind, kind="person", id=pid, name=item.get("name") or pid,
+                       company=org.get("name") or None, url=self._url(domain, "person", pid), match=match,
+                       owner_id=self._owner(item), parent_id=str(org["id"]) if org.get("id") else None)
+
+    def _organization(self, item: dict[str, Any], e164: str, domain: str | None) -> Contact | None:
+        stored = [v for v in item.get("custom_fields") or [] if isinstance(v, str)]
+        match = phones.best_match(stored, e164, self.region)
+        if match is None or item.get("id") is None:
+            return None
+        oid = str(item["id"])
+        return Contact(crm=self.kind, kind="organization", id=oid, name=item.get("name") or oid,
+                       company=item.get("name") or None, url=self._url(domain, "organization", oid), match=match,
+                       owner_id=self._owner(item))
 
     async def log_call(self, record: CallRecord, creds: Credentials | None) -> LoggedRecord:
         base = self.base_url(creds, API)

@@ -40,6 +40,8 @@ FIELDS = {
 }
 PHONE_FIELDS = ("Phone", "MobilePhone", "HomePhone", "OtherPhone")
 KIND = {"Contact": "contact", "Lead": "lead", "Account": "account"}
+#: seconds before the next attempt after REQUEST_LIMIT_EXCEEDED (no Retry-After from Salesforce)
+REQUEST_LIMIT_RETRY_AFTER = 300.0
 
 
 def _error_code(resp: Response) -> str:
@@ -49,6 +51,18 @@ def _error_code(resp: Response) -> str:
     return ""
 
 
+def _terms(e164: str, region: str) -> list[str]:
+    """The digit-only forms to search (nothing to escape in SOSL): the number's variants, plus the digits of
+    the ``+49 (0)30 …`` form (country code and trunk prefix) that people write in countries with a trunk 0."""
+    terms = [v for v in phones.variants(e164, region) if v.isdigit()]
+    nsn = phones.national_significant(e164)
+    trunk = [t for t in terms if t.endswith(nsn) and len(t) == len(nsn) + 1 and t.startswith("0")]
+    if trunk and nsn != e164.lstrip("+"):
+        cc = e164.lstrip("+").removesuffix(nsn)
+        terms.append(cc + trunk[0])
+    return list(dict.fromkeys(terms))
+
+
 class Adapter(CrmAdapter):
     kind = "salesforce"
     session_hosts = (".salesforce.com", ".force.com")
@@ -56,9 +70,19 @@ class Adapter(CrmAdapter):
     def classify(self, resp: Response) -> CrmError:
         code = _error_code(resp)
         if resp.status == 401:
-            return CrmAuthError(f"salesforce session rejected ({code or 'HTTP 401'})", crm=self.kind, status=401)
+            # reference §1.2: an expired or invalid session is 401 with body[0].errorCode INVALID_SESSION_ID
+            # (also "not valid for use with the REST API": a new token is asked for once, then we give up);
+            # any other 401 is not Salesforce's session signature, so a new token would not help
+            if code == "INVALID_SESSION_ID":
+                return CrmAuthError("salesforce session expired or invalid (INVALID_SESSION_ID)", crm=self.kind,
+                                    status=401)
+            return CrmPermanentError(f"HTTP 401 from salesforce ({code or 'no INVALID_SESSION_ID'})",
+                                     crm=self.kind, status=401)
         if resp.status == 403 and code == "REQUEST_LIMIT_EXCEEDED":
-            return CrmRateLimitError("salesforce REQUEST_LIMIT_EXCEEDED", crm=self.kind, status=403)
+            # reference §0.3/§1.6: the org's rolling 24 h limit; it does not recover in seconds, so no quick
+            # retries: a lookup fails at once, a call record waits this long before its next attempt
+            return CrmRateLimitError("salesforce REQUEST_LIMIT_EXCEEDED", crm=self.kind, status=403,
+                                     retry_after=REQUEST_LIMIT_RETRY_AFTER)
         if resp.status >= 400 and code:
             err = super().classify(resp)
             err.args = (f"{err.args[0]} ({code})",)
@@ -74,7 +98,7 @@ class Adapter(CrmAdapter):
 
     async def lookup(self, e164: str, creds: Credentials | None, *, crm_user: str | None = None) -> list[Contact]:
         base = self.base_url(creds)
-        terms = [v for v in phones.variants(e164, self.region) if v.isdigit()]
+        terms = _terms(e164, self.region)
         returning = ", ".join(
             f"{obj}({', '.join(fields)}{' WHERE IsConverted = false' if obj == 'Lead' else ''} LIMIT 20)"
             for obj, fields in FIELDS.items())

@@ -4,7 +4,9 @@ OR'ed filter-group semantics over the stored and the calculated phone properties
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import phonenumbers
@@ -13,6 +15,15 @@ from aiohttp import web
 from tests.fakes.base import FakeCrm, FakeState, json_response
 
 _ids = itertools.count(46203421009)
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "crm" / "hubspot"
+
+
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def _digits(v: Any) -> str:
+    return "".join(ch for ch in str(v or "") if ch.isdigit())
 
 
 def calculated(phone: str | None, region: str = "DE") -> str | None:
@@ -30,12 +41,16 @@ class State(FakeState):
     contacts: list[dict[str, Any]] = field(default_factory=list)  # {"id", "properties": {...}, "updatedAt"}
     companies: list[dict[str, Any]] = field(default_factory=list)
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: a looser search, as a CRM's may be: a record is also returned when its phone shares the last seven
+    #: digits with a searched value (look-alikes the adapter must drop when it verifies the hits)
+    loose: bool = False
+    returned: list[str] = field(default_factory=list)  # ids of every record a search answered with
 
     def add_contact(self, cid: str, first: str, last: str, phone: str | None = None, mobile: str | None = None,
                     owner: str | None = None, company_id: str | None = None, company: str | None = None,
-                    modified: str = "2025-10-30T16:41:12.004Z") -> None:
+                    modified: str = "2025-10-30T16:41:12.004Z", email: str | None = None) -> None:
         self.contacts.append({"id": cid, "properties": {
-            "firstname": first, "lastname": last, "phone": phone, "mobilephone": mobile, "hubspot_owner_id": owner,
+            "firstname": first, "lastname": last, "email": email, "phone": phone, "mobilephone": mobile, "hubspot_owner_id": owner,
             "associatedcompanyid": company_id, "company": company, "lastmodifieddate": modified,
             "hs_object_id": cid}, "createdAt": "2024-05-02T09:14:03.512Z", "updatedAt": modified, "archived": False})
 
@@ -66,15 +81,12 @@ class Fake(FakeCrm):
     state: State
 
     def expired(self) -> web.Response:
-        return json_response({"status": "error", "message": "The OAuth token used to make this call expired 0 "
-                              "second(s) ago.", "correlationId": "019cd9fe", "category": "EXPIRED_AUTHENTICATION",
-                              "context": {"expire time": ["2025-11-24T14:05:41.164Z"]}}, 401)
+        return json_response(fixture("token_expired.json"), 401)
 
     def rate_limited(self, retry_after: float | None) -> web.Response:
-        headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
-        return json_response({"status": "error", "message": "You have reached your secondly limit.",
-                              "errorType": "RATE_LIMIT", "correlationId": "c033cdaa", "policyName": "SECONDLY"},
-                             429, headers)
+        # as HubSpot's search limit answers (fixture rate_limited_search.json): no Retry-After header, which
+        # HubSpot does not document (reference §2.6), whatever the test asked for
+        return json_response(fixture("rate_limited_search.json"), 429)
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/crm/v3/objects/{obj}/search", self.search)
@@ -89,6 +101,13 @@ class Fake(FakeCrm):
         records = self.state.contacts if request.match_info["obj"] == "contacts" else self.state.companies
         hits = [r for r in records if any(all(_matches(r["properties"], f) for f in g["filters"])
                                           for g in body.get("filterGroups", []))]
+        if self.state.loose:
+            searched = {_digits(v)[-7:] for g in body.get("filterGroups", []) for f in g["filters"]
+                        for v in [f.get("value"), *(f.get("values") or [])] if len(_digits(v)) >= 7}
+            hits += [r for r in records if r not in hits and any(
+                len(_digits(r["properties"].get(k))) >= 7 and _digits(r["properties"].get(k))[-7:] in searched
+                for k in ("phone", "mobilephone"))]
+        self.state.returned += [r["id"] for r in hits]
         wanted = set(body.get("properties", [])) | {"createdate", "email", "firstname", "hs_object_id",
                                                     "lastmodifieddate", "lastname"}
         results = [{**r, "properties": {k: v for k, v in r["properties"].items() if k in wanted}} for r in hits]

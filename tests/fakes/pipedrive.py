@@ -1,10 +1,17 @@
-"""A fake Pipedrive (reference §3.8): v2 person search (substring on the stored phones), users/me, call logs,
-notes, the 401 envelope and 429 with Retry-After and X-RateLimit headers."""
+"""A fake Pipedrive (reference §3.8): v2 person and organization search, users/me, call logs, notes, the 401
+envelope and 429 with Retry-After and X-RateLimit headers (bodies: tests/fixtures/crm/pipedrive).
+
+Search semantics (a gap in the reference, §7.2; this is the fake's chosen mode): with ``exact_match=false`` a
+phone matches when the term is a case-insensitive substring of the stored string, or when the term's digits
+are a substring of the stored digits (so ``4930…``/``30…`` find ``+49 30 1234-5678``); ``exact_match=true`` is
+full equality. Organizations are searched on their custom field values."""
 
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -13,6 +20,11 @@ from tests.fakes.base import FakeCrm, FakeState, json_response
 
 _ids = (f"6a4c2e8f0b1d3f5a7c9e{i:04x}" for i in itertools.count(1))
 INFO = "Please check developers.pipedrive.com for more information about Pipedrive API."
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "crm" / "pipedrive"
+
+
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
 
 
 def envelope_error(status: int, error: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -20,10 +32,31 @@ def envelope_error(status: int, error: str, headers: dict[str, str] | None = Non
                           "additional_data": None}, status, headers)
 
 
+def _digits(v: Any) -> str:
+    return "".join(ch for ch in str(v or "") if ch.isdigit())
+
+
+def _found(stored: str, term: str, exact: bool, loose: bool) -> bool:
+    if exact:
+        return stored.lower() == term.lower()
+    if term.lower() in stored.lower():
+        return True
+    d, t = _digits(stored), _digits(term)
+    if len(t) >= 2 and t in d:
+        return True
+    return loose and len(t) >= 7 and len(d) >= 7 and d[-7:] == t[-7:]
+
+
 @dataclass
 class State(FakeState):
     persons: list[dict[str, Any]] = field(default_factory=list)
+    organizations: list[dict[str, Any]] = field(default_factory=list)
     logs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: a looser search, as a CRM's may be: a record is also returned when its phone shares the last seven
+    #: digits with the term (look-alikes the adapter must drop when it verifies the hits)
+    loose: bool = False
+    returned: list[str] = field(default_factory=list)  # ids of every record a search answered with
+    terms: list[tuple[str, str]] = field(default_factory=list)  # (persons|organizations, term) in order
 
     def add_contact(self, cid: str, first: str, last: str, phone: str, owner: str | None = None,
                     company_id: str | None = None, company: str | None = None, **_: Any) -> None:
@@ -32,36 +65,56 @@ class State(FakeState):
                              "organization": {"id": int(company_id), "name": company} if company_id else None,
                              "custom_fields": [], "notes": []})
 
+    def add_organization(self, oid: str, name: str, phone: str, owner: str | None = None) -> None:
+        """An organization with its phone in a custom field (Pipedrive has no standard one): the v2 search
+        item shape (``OrganizationSearchItemItem``: custom_fields is a list of strings)."""
+        self.organizations.append({"id": int(oid), "type": "organization", "name": name, "address": None,
+                                   "visible_to": 3, "owner": {"id": int(owner) if owner else None},
+                                   "custom_fields": [phone], "notes": []})
+
 
 class Fake(FakeCrm):
     state: State
 
     def expired(self) -> web.Response:
-        return envelope_error(401, "Invalid token: access token has expired")
+        return json_response(fixture("token_expired.json"), 401)
 
     def rate_limited(self, retry_after: float | None) -> web.Response:
         headers = {"X-RateLimit-Limit": "80", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "2"}
         if retry_after is not None:
             headers["Retry-After"] = f"{retry_after:g}"
-        else:
+        else:  # the test wants a 429 without any retry hint
             headers.pop("X-RateLimit-Reset")
-        return envelope_error(429, "Request over limit", headers)
+        return json_response(fixture("rate_limited.json"), 429, headers)
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/api/v2/persons/search", self.search)
+        app.router.add_get("/api/v2/organizations/search", self.search_organizations)
         app.router.add_get("/api/v1/users/me", self.me)
         app.router.add_post("/api/v1/callLogs", self.create_log)
         app.router.add_get("/api/v1/callLogs/{id}", self.get_log)
         app.router.add_post("/api/v1/notes", self.add_note)
 
     async def search(self, request: web.Request) -> web.Response:
+        return await self._search(request, "persons", "phone", 0.79, self.state.persons, lambda p: p["phones"])
+
+    async def search_organizations(self, request: web.Request) -> web.Response:
+        return await self._search(request, "organizations", "custom_fields", 0.5, self.state.organizations,
+                                  lambda o: o["custom_fields"])
+
+    async def _search(self, request: web.Request, kind: str, field_name: str, score: float,
+                      records: list[dict[str, Any]], values: Any) -> web.Response:
+        """``GET /api/v2/{persons,organizations}/search``: the records whose ``field_name`` holds the term."""
         await self.slow()
         term = request.query.get("term", "")
         if len(term) < 2:
             return envelope_error(400, "term must be at least 2 characters")
         exact = request.query.get("exact_match") == "true"
-        items = [{"result_score": 0.79, "item": p} for p in self.state.persons
-                 if any((ph.lower() == term.lower()) if exact else (term.lower() in ph.lower()) for ph in p["phones"])]
+        self.state.terms.append((kind, term))
+        fields = request.query.get("fields", field_name).split(",")
+        items = [{"result_score": score, "item": r} for r in records if field_name in fields
+                 and any(_found(v, term, exact, self.state.loose) for v in values(r))]
+        self.state.returned += [str(i["item"]["id"]) for i in items]
         return json_response({"success": True, "data": {"items": items}, "additional_data": {"next_cursor": None}})
 
     async def me(self, _: web.Request) -> web.Response:

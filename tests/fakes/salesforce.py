@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -13,6 +15,11 @@ from tests.fakes.base import FakeCrm, FakeState, json_response
 
 _ids = (f"00TDn00000AbC{i:05d}" for i in itertools.count(1))
 PHONES = ("Phone", "MobilePhone", "HomePhone", "OtherPhone")
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "crm" / "salesforce"
+
+
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
 
 
 def digits(v: str | None) -> str:
@@ -23,6 +30,10 @@ def digits(v: str | None) -> str:
 class State(FakeState):
     records: list[dict[str, Any]] = field(default_factory=list)
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: a looser search, as a CRM's may be: a record is also returned when its phone shares the last seven
+    #: digits with a term (look-alikes the adapter must drop when it verifies the hits)
+    loose: bool = False
+    returned: list[str] = field(default_factory=list)  # ids of every record a search answered with
 
     def add_contact(self, cid: str, first: str, last: str, phone: str, owner: str | None = None,
                     company_id: str | None = None, company: str | None = None, sobject: str = "Contact",
@@ -41,10 +52,11 @@ class Fake(FakeCrm):
     state: State
 
     def expired(self) -> web.Response:
-        return json_response([{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}], 401)
+        return json_response(fixture("token_expired.json"), 401)
 
     def rate_limited(self, retry_after: float | None) -> web.Response:
-        return json_response([{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}], 403)
+        # Salesforce answers the org's API limit with 403 and no Retry-After (reference §1.6)
+        return json_response(fixture("rate_limited.json"), 403)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -71,7 +83,12 @@ class Fake(FakeCrm):
             sobject = r["attributes"]["type"]
             if f"{sobject}(" not in returning or (sobject == "Lead" and r.get("IsConverted")):
                 continue
-            if any(digits(r.get(f)) in terms or r.get(f) in terms for f in PHONES if r.get(f)):
+            stored = [r.get(f) for f in PHONES if r.get(f)]
+            hit = any(digits(v) in terms or v in terms for v in stored)
+            if not hit and self.state.loose:
+                hit = any(digits(v)[-7:] == digits(t)[-7:] for v in stored for t in terms if len(digits(t)) >= 7)
+            if hit:
+                self.state.returned.append(r["Id"])
                 fields = re.search(rf"{sobject}\(([^)]*)\)", returning).group(1).split(" WHERE")[0]
                 names = [f.strip() for f in fields.split(" LIMIT")[0].split(",")]
                 row = {"attributes": r["attributes"]}

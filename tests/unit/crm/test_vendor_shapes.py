@@ -47,6 +47,9 @@ def mock_search(m: aioresponses, kind: str, body: str, status: int = 200, header
     if kind == "pipedrive":
         m.add(re.compile(r".*/api/v1/users/me.*"), "GET", body=fx("pipedrive", "users_me.json"),
               content_type="application/json", repeat=True)
+        # no person verifies → organizations are searched too (reference §3.3)
+        m.add(re.compile(r".*/api/v2/organizations/search.*"), "GET", body=fx("pipedrive", "lookup_miss.json"),
+              content_type="application/json", repeat=True)
 
 
 def hit_file(kind: str) -> str:
