@@ -20,11 +20,17 @@ def webhook_url(settings: Settings, token: str) -> str:
     return f"{settings.base_url}/webhooks/sipgate/{token}"
 
 
+_SITE_URL = {"sugarcrm": "Sugar site", "suitecrm": "SuiteCRM site"}
+
+
 def _check_instance(kind: str, instance: str | None, region: str) -> str | None:
-    if instance is None or instance == "":
+    if instance is None or instance.strip() == "":
         if kind == "directory":
             raise BadRequestError("--crm directory needs --crm-instance PATH of a CSV file "
                                   "with the header id,name,company,phone,email,url")
+        if kind in _SITE_URL:  # self-hosted or per-tenant sites: there is no default host to fall back on
+            raise BadRequestError(f"--crm {kind} needs --crm-instance URL of the {_SITE_URL[kind]}, "
+                                  f"e.g. --crm-instance https://crm.example.com")
         return None
     if kind == "directory":
         path = os.path.abspath(instance)
@@ -34,9 +40,12 @@ def _check_instance(kind: str, instance: str | None, region: str) -> str | None:
             raise BadRequestError(str(e)) from e
         return path
     if kind == "zendesk" and "://" not in instance:
-        if not instance.replace("-", "").isalnum():
-            raise BadRequestError(f"--crm-instance for zendesk is a subdomain or URL, not {instance!r}")
-        return instance
+        host = instance.strip().rstrip("/").lower()
+        sub = host.removesuffix(".zendesk.com")
+        if not sub or not sub.replace("-", "").isalnum():
+            raise BadRequestError("--crm-instance for zendesk is a subdomain (acme), its host (acme.zendesk.com) "
+                                  f"or a URL, not {instance!r}")
+        return f"https://{sub}.zendesk.com"
     if not instance.startswith(("https://", "http://")):
         raise BadRequestError(f"--crm-instance for {kind} is a URL starting with https://, not {instance!r}")
     return instance.rstrip("/")

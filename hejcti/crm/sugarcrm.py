@@ -3,7 +3,8 @@
 ``--crm-instance`` is the site URL. The token goes in ``OAuth-Token``, not ``Authorization``. Lookup: global
 search (Elasticsearch strips non-digits, so the national number finds every written form) over Contacts, Leads
 and Accounts; when search is unavailable (503 ``search_unavailable``) the filter API of each module with the
-written forms (``$in``) and a suffix (``$ends``). Every hit is verified. Deep links ``{site}/#Contacts/{id}``.
+written forms (``$in``) and the last eight digits (``$ends``, ``$contains``). Every hit is verified. Deep links
+``{site}/#Contacts/{id}``.
 Records: a Calls record (status Held or Not Held) with its parent and the contact or lead linked; a note is
 appended to the call's description.
 """
@@ -84,9 +85,15 @@ class Adapter(CrmAdapter):
         return rank(found, crm_user)
 
     async def _filter(self, base: str, module: str, e164: str, creds: Credentials | None) -> list[dict]:
+        # Reference §5.3: the filter API compares raw strings with $equals/$in/$starts/$ends/$contains, no
+        # wildcards inside a value. So: the written forms ($in), the last eight digits at the end ($ends) and
+        # anywhere in the field ($contains: "+49 30 12345678 (mobil)"). Known limitation: a number whose last
+        # eight digits are split by spaces or punctuation ("030 1234 5678") is found only by globalsearch, not
+        # by this fallback. Every hit is verified on our side.
         written = list(phones.variants(e164, self.region))
         suffix = phones.national_significant(e164)[-8:]
-        conditions = [{f: {"$in": written}} for f in PHONES[module]] + [{f: {"$ends": suffix}} for f in PHONES[module]]
+        conditions = ([{f: {"$in": written}} for f in PHONES[module]]
+                      + [{f: {op: suffix}} for op in ("$ends", "$contains") for f in PHONES[module]])
         data = await self.request("POST", f"{base}/rest/v11/{module}/filter", creds=creds, json={
             "filter": [{"$or": conditions}], "max_num": 20, "order_by": "date_modified:DESC",
             "fields": ",".join(["id", "name", "first_name", "last_name", "account_id", "account_name",
@@ -97,14 +104,14 @@ class Adapter(CrmAdapter):
 
     async def log_call(self, record: CallRecord, creds: Credentials | None) -> LoggedRecord:
         base = self.base_url(creds)
-        seconds = record.duration_s or 0
+        hours, minutes = duration_parts(record.duration_s)
         call: dict[str, Any] = {
             "name": record.subject(self.region),
             "direction": "Inbound" if record.direction == "in" else "Outbound",
             "status": "Held" if record.answered or record.voicemail else "Not Held",
             "date_start": record.started_at.astimezone(UTC).isoformat(timespec="seconds"),
-            "duration_hours": seconds // 3600,
-            "duration_minutes": (seconds % 3600 + 59) // 60,
+            "duration_hours": hours,
+            "duration_minutes": minutes,
             "description": record.description(self.region),
         }
         c = record.contact
@@ -127,3 +134,10 @@ class Adapter(CrmAdapter):
         old = (current or {}).get("description") or ""
         await self.request("PUT", f"{base}/rest/v11/Calls/{record_id}", creds=creds, budget=10,
                            json={"description": f"{old}\n\n{text}" if old else text})
+
+
+def duration_parts(seconds: int | None) -> tuple[int, int]:
+    """Talk time as (hours, minutes) for the Calls fields: whole minutes first (started minutes count, so a
+    10 s call is 1 min), then split, so minutes stay 0–59 (3590 s → 1 h 0 min, not 0 h 60 min)."""
+    total = -(-(seconds or 0) // 60)
+    return total // 60, total % 60

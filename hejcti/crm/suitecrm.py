@@ -1,8 +1,9 @@
 """SuiteCRM (V8 JSON:API, SuiteCRM 7.10+ and 8.x; the legacy v4_1 REST is not supported).
 
 ``--crm-instance`` is the site URL; the API is ``{site}/Api/V8`` (SuiteCRM 8 maps it there too). Lookup: per
-module (Contacts, Leads, Accounts) one request, the phone fields OR'ed with ``like %<last 8 digits>`` (V8
-allows one value per field and operator, and compares raw strings), every hit verified. Deep links in
+module (Contacts, Leads, Accounts) one request, the phone fields OR'ed with ``like %1%2%3%4%5%6%7%8`` (the
+last eight digits with ``%`` between them: V8 allows one value per field and operator, and compares raw strings,
+so this finds ``030 1234 5678`` too), every hit verified. Deep links in
 SuiteCRM 7 form (``index.php?module=Contacts&action=DetailView&record=…``, which SuiteCRM 8 also serves).
 Records: a Calls record (status Held or Not Held) with its parent; a note is appended to its description.
 """
@@ -29,6 +30,7 @@ from hejcti.crm.base import (
     parse_time,
     rank,
 )
+from hejcti.crm.sugarcrm import duration_parts
 
 PHONES = {"Contacts": ["phone_work", "phone_mobile", "phone_home", "phone_other"],
           "Leads": ["phone_work", "phone_mobile", "phone_home", "phone_other"],
@@ -59,11 +61,14 @@ class Adapter(CrmAdapter):
         return f"{base}/index.php?module={module}&action=DetailView&record={rid}"
 
     async def _module(self, base: str, module: str, e164: str, creds: Credentials | None) -> list[dict]:
-        suffix = phones.national_significant(e164)[-8:]
+        # like with % between the last eight digits (reference §6.3: one value per field and operator, you
+        # supply the wildcards yourself; §7.6: raw strings), so "030 1234 5678" and "+49 (30) 123 456 78" match
+        # too. It also matches numbers that merely contain these digits in order: every hit is verified below.
+        pattern = "%" + "%".join(phones.national_significant(e164)[-8:])
         params = {"filter[operator]": "or", f"fields[{module}]": ",".join(PHONES[module] + OTHER[module]),
                   "page[size]": "20", "page[number]": "1"}
         for f in PHONES[module]:
-            params[f"filter[{f}][like]"] = f"%{suffix}"
+            params[f"filter[{f}][like]"] = pattern
         data = await self.request("GET", f"{base}/Api/V8/module/{module}", creds=creds, params=params,
                                   headers={"Accept": JSONAPI["Accept"]})
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
@@ -91,14 +96,14 @@ class Adapter(CrmAdapter):
 
     async def log_call(self, record: CallRecord, creds: Credentials | None) -> LoggedRecord:
         base = self.base_url(creds)
-        seconds = record.duration_s or 0
+        hours, minutes = duration_parts(record.duration_s)
         attributes: dict[str, Any] = {
             "name": record.subject(self.region),
             "direction": "Inbound" if record.direction == "in" else "Outbound",
             "status": "Held" if record.answered or record.voicemail else "Not Held",
             "date_start": record.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
-            "duration_hours": seconds // 3600,
-            "duration_minutes": (seconds % 3600 + 59) // 60,
+            "duration_hours": hours,
+            "duration_minutes": minutes,
             "description": record.description(self.region),
         }
         c = record.contact

@@ -1,15 +1,21 @@
 """Zendesk Support.
 
-``--crm-instance`` is the subdomain (``acme`` → ``https://acme.zendesk.com``) or a URL. Lookup: the search
-recipe of Zendesk's Talk Partner guide, ``type:user phone:*<national number>``; the leading wildcard makes
-the match independent of how the number was written. Users are end users and agents (kind ``user``); their
-organization gives the company. Records: a ticket with a private comment (option C of the reference: it needs
+``--crm-instance`` is the subdomain (``acme``), the host (``acme.zendesk.com``) or a URL; all of them give
+``https://acme.zendesk.com``. Lookup: the search recipe of Zendesk's Talk Partner guide,
+``type:user phone:*<national number>``; the leading wildcard makes the match independent of how the number was
+written. Every hit is verified; as the wildcard also finds a different valid number that merely ends in the
+caller's national number (``+43 15791234567`` for ``+49 157 91234567``), such a hit is dropped (reference §0.1:
+digit suffixes count only when the stored number does not parse). Users are end users and agents (kind
+``user``) and belong to no one (no owner). Their organization gives the company: one
+``organizations/show_many.json`` for the hits' organization ids (no sideload of organizations on the search
+endpoint was found documented), best effort: when it fails the contacts go out without company. Records: a ticket with a private comment (option C of the reference: it needs
 no Talk Partner Edition or Marketplace app), requested by the caller, assigned to the mapped agent, tagged
 ``cti_call``; a note is another private comment on that ticket.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC
 from typing import Any
 
@@ -38,8 +44,8 @@ class Adapter(CrmAdapter):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if self.instance and "://" not in self.instance:
-            self.instance = f"https://{self.instance}.zendesk.com"
+        if self.instance:
+            self.instance = instance_url(self.instance)
 
     def classify(self, resp: Response) -> CrmError:
         if resp.status == 429:  # usually text/plain: "Number of allowed API requests per minute exceeded"
@@ -58,7 +64,7 @@ class Adapter(CrmAdapter):
                                   params={"query": f"type:user phone:*{nsn}"})
         if not isinstance(data, dict) or not isinstance(data.get("results"), list):
             raise CrmPermanentError("zendesk search: unexpected answer", crm=self.kind)
-        found = []
+        found: list[Contact] = []
         for u in data["results"]:
             if u.get("result_type", "user") != "user" or u.get("id") is None:
                 continue
@@ -68,10 +74,26 @@ class Adapter(CrmAdapter):
             found.append(Contact(
                 crm=self.kind, kind="user", id=str(u["id"]), name=u.get("name") or str(u["id"]), company=None,
                 url=f"{base}/agent/users/{u['id']}", match=match,
-                owner_id=str(u["id"]) if u.get("role") in ("agent", "admin") else None,
+                owner_id=None,  # a Zendesk user record has no owner (agents own tickets, not users)
                 modified_at=parse_time(u.get("updated_at")),
                 parent_id=str(u["organization_id"]) if u.get("organization_id") else None))
+        names = await self._organizations(base, {c.parent_id for c in found if c.parent_id}, creds)
+        found = [replace(c, company=names.get(c.parent_id or "")) for c in found]
         return rank(found, crm_user)
+
+    async def _organizations(self, base: str, ids: set[str], creds: Credentials | None) -> dict[str, str]:
+        """Organization id → name, in one request; {} when there are none or Zendesk does not answer."""
+        if not ids:
+            return {}
+        try:
+            data = await self.request("GET", f"{base}/api/v2/organizations/show_many.json", creds=creds,
+                                      params={"ids": ",".join(sorted(ids, key=lambda i: (len(i), i))[:100])})
+        except CrmAuthError:
+            raise
+        except CrmError:
+            return {}  # the pop without company beats no pop
+        orgs = data.get("organizations") if isinstance(data, dict) else None
+        return {str(o["id"]): o["name"] for o in orgs or [] if isinstance(o, dict) and o.get("id") and o.get("name")}
 
     async def log_call(self, record: CallRecord, creds: Credentials | None) -> LoggedRecord:
         base = self.base_url(creds)
@@ -103,3 +125,14 @@ class Adapter(CrmAdapter):
 
 def _int(value: str) -> int | str:
     return int(value) if value.isdigit() else value
+
+
+def instance_url(value: str) -> str:
+    """``acme``, ``acme.zendesk.com`` or a URL (kept as given, without a trailing slash) → the base URL."""
+    value = value.strip().rstrip("/")
+    if "://" in value:
+        return value
+    if "." in value:
+        return f"https://{value}"
+    return f"https://{value}.zendesk.com"
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,9 @@ class FakeState:
     tokens: set[str] = field(default_factory=lambda: {"good-token"})
     delay: float = 0.0  # seconds before a lookup answers
     requests: list[tuple[str, str]] = field(default_factory=list)
+    stamps: list[float] = field(default_factory=list)  # time.monotonic() of each request, in order
+    # answers in the vendor's error shape the next requests get (status, JSON body), before any handler
+    vendor_errors: list[tuple[int, Any]] = field(default_factory=list)
     created: list[dict[str, Any]] = field(default_factory=list)  # call records, as the CRM stores them
     notes: list[tuple[str, str]] = field(default_factory=list)
     _rate_limit: list[float | None] = field(default_factory=list)
@@ -53,10 +57,20 @@ class FakeCrm:
     def token_of(self, request: web.Request) -> str:
         return request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
 
+    def unauthenticated(self, request: web.Request) -> web.Response | None:
+        """The answer to a request with no credentials at all, where the CRM has a shape of its own for it."""
+        return None
+
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         s = self.state
         s.requests.append((request.method, request.path_qs))
+        s.stamps.append(time.monotonic())
+        if (answer := self.unauthenticated(request)) is not None:
+            return answer
+        if s.vendor_errors:
+            status, body = s.vendor_errors.pop(0)
+            return json_response(body, status)
         if self.token_of(request) not in s.tokens:
             return self.expired()
         if s._rate_limit:

@@ -45,10 +45,15 @@ class State(FakeState):
 class Fake(FakeCrm):
     state: State
 
+    def unauthenticated(self, request: web.Request) -> web.Response | None:
+        if not request.headers.get("OAuth-Token"):  # reference §5.2: no token at all is need_login
+            return json_response({"error": "need_login", "error_message": "No valid authentication for user."}, 401)
+        return None
+
     def token_of(self, request: web.Request) -> str:
         return request.headers.get("OAuth-Token", "")
 
-    def expired(self) -> web.Response:
+    def expired(self) -> web.Response:  # a token was sent but is not (or no longer) valid
         return json_response({"error": "invalid_grant", "error_message": "The access token provided has expired."}, 401)
 
     def rate_limited(self, retry_after: float | None) -> web.Response:

@@ -1,5 +1,5 @@
 """A fake Zendesk Support (reference §4.8): user search with the leading-wildcard phone query, tickets with
-private comments, 401 invalid_token and a text/plain 429."""
+private comments, organizations/show_many, 401 invalid_token and a text/plain 429."""
 
 from __future__ import annotations
 
@@ -23,9 +23,16 @@ def digits(v: str | None) -> str:
 class State(FakeState):
     users: list[dict[str, Any]] = field(default_factory=list)
     tickets: dict[int, dict[str, Any]] = field(default_factory=dict)
+    organizations: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def add_contact(self, cid: str, first: str, last: str, phone: str, owner: str | None = None,
-                    company_id: str | None = None, **_: Any) -> None:
+                    company_id: str | None = None, company: str | None = None, **_: Any) -> None:
+        if company_id and company:
+            self.organizations[int(company_id)] = {
+                "url": f"https://acme.zendesk.com/api/v2/organizations/{company_id}.json", "id": int(company_id),
+                "name": company, "shared_tickets": False, "shared_comments": False, "external_id": None,
+                "created_at": "2024-03-01T09:12:44Z", "updated_at": "2025-09-17T11:20:05Z", "domain_names": [],
+                "details": "", "notes": "", "group_id": None, "tags": [], "organization_fields": {}}
         self.users.append({"id": int(cid), "url": f"https://acme.zendesk.com/api/v2/users/{cid}.json",
                            "name": f"{first} {last}".strip(), "email": None, "phone": phone,
                            "shared_phone_number": False, "organization_id": int(company_id) if company_id else None,
@@ -47,6 +54,7 @@ class Fake(FakeCrm):
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/api/v2/search.json", self.search)
         app.router.add_post("/api/v2/tickets.json", self.create_ticket)
+        app.router.add_get("/api/v2/organizations/show_many.json", self.show_organizations)
         app.router.add_put("/api/v2/tickets/{id}.json", self.update_ticket)
 
     async def search(self, request: web.Request) -> web.Response:
@@ -60,6 +68,11 @@ class Fake(FakeCrm):
                 if (digits(u["phone"]).endswith(wanted) if wildcard else digits(u["phone"]) == wanted)]
         return json_response({"results": hits, "facets": None, "next_page": None, "previous_page": None,
                               "count": len(hits)})
+
+    async def show_organizations(self, request: web.Request) -> web.Response:
+        ids = [int(i) for i in request.query.get("ids", "").split(",") if i.strip().isdigit()]
+        orgs = [self.state.organizations[i] for i in ids if i in self.state.organizations]
+        return json_response({"organizations": orgs, "next_page": None, "previous_page": None, "count": len(orgs)})
 
     async def create_ticket(self, request: web.Request) -> web.Response:
         ticket = (await request.json()).get("ticket") or {}

@@ -43,8 +43,7 @@ async def test_hit(crm):
     assert (c.crm, c.kind, c.id, c.name) == (spec.kind, spec.contact_kind, spec.ids[0], "Julia Schmidt")
     assert c.url and spec.url_part in c.url
     assert c.match == "exact"
-    if spec.kind != "zendesk":  # Zendesk users carry an organization id, not its name
-        assert c.company == "Acme GmbH"
+    assert c.company == "Acme GmbH"  # Zendesk: the name of the user's organization (show_many)
 
 
 async def test_miss(crm):
@@ -73,7 +72,9 @@ async def test_expired_token_then_renewed(crm):
 
 @pytest.mark.parametrize("retry_after", [0, None])
 async def test_rate_limit_is_retried(crm, retry_after):
-    _, state, adapter = crm
+    spec, state, adapter = crm
+    if spec.kind == "salesforce":  # 403 REQUEST_LIMIT_EXCEEDED is not retried within a lookup: test_sf_hs_pd.py
+        pytest.skip("Salesforce's daily API limit does not recover in seconds (reference §0.3)")
     state.rate_limit_next(1, retry_after=retry_after)
     assert len(await adapter.lookup(CALLER, GOOD)) == 1
 
