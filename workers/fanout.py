@@ -61,10 +61,12 @@ class Fanout:
         self._workers = [asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(self._n)]
 
     async def drain(self, timeout: float = 5.0) -> None:
-        """Finish what is queued and in flight (SIGTERM), then stop the workers."""
+        """Finish what is queued and in flight (SIGTERM), then stop the workers. A lookup still waiting for the
+        CRM or for credentials is waited for only while a session is open to receive its answer: at shutdown
+        the sessions are closed first, so it would only hold the exit up."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
-        while (not self.queue.empty() or self._tasks) and loop.time() < end:
+        while (not self.queue.empty() or (self._tasks and len(self.hub))) and loop.time() < end:
             await asyncio.sleep(0.02)
         for t in [*self._workers, *self._tasks]:
             t.cancel()
