@@ -52,7 +52,8 @@ class Fanout:
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self._n = workers
         self._workers: list[asyncio.Task[None]] = []
-        self._calls: dict[tuple[str, str], asyncio.Task[None]] = {}  # ringing still waiting for the CRM
+        #: calls whose ringing is not out yet: their answer and hangup wait for it (set when it is published)
+        self._rung: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -114,47 +115,63 @@ class Fanout:
         sessions = only if only is not None else self.hub.sessions_for(ev.account_id, ev.users)
         if not sessions:
             return
+        key = (ev.account_id, ev.call_id)
         if ev.event == "newCall":
-            await self._ring(ev, sessions)
+            # registered before the first await: another worker may take this call's answer meanwhile
+            rung = self._rung[key] = asyncio.get_running_loop().create_future()
+            handed_over = False
+            try:
+                handed_over = await self._ring(ev, sessions, key, rung)
+            finally:
+                if not handed_over:
+                    self._ringing_out(key, rung)
             return
         message = models.answered(ev) if ev.event == "answer" else models.ended(ev)
-        pending = self._calls.get((ev.account_id, ev.call_id))
+        pending = self._rung.get(key)
         if pending is not None and not pending.done():
             self._spawn(self._after(pending, sessions, message))
             return
         self.hub.publish(sessions, message)
 
-    async def _after(self, pending: asyncio.Task[None], sessions: list[Session], message: dict[str, Any]) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.shield(pending)
+    def _ringing_out(self, key: tuple[str, str], rung: asyncio.Future[None]) -> None:
+        """The call's ringing went out (or never will): its answer and hangup may follow."""
+        if not rung.done():
+            rung.set_result(None)
+        if self._rung.get(key) is rung:
+            del self._rung[key]
+
+    async def _after(self, pending: asyncio.Future[None], sessions: list[Session], message: dict[str, Any]) -> None:
+        await asyncio.wait({pending})  # never cancels it: other events of the call may wait for it too
         self.hub.publish(sessions, message)
 
-    async def _ring(self, ev: Event, sessions: list[Session]) -> None:
+    async def _ring(self, ev: Event, sessions: list[Session], key: tuple[str, str],
+                    rung: asyncio.Future[None]) -> bool:
+        """Put the ringing out now, or hand it to a task that waits for the CRM (then True)."""
         try:
             account = await self.accounts.get(ev.account_id)
         except DatabaseUnavailableError:
             # the number before pick-up matters more than the match: pop it unresolved, in international form
             log.warning("pop.account_unavailable", call_id=ev.call_id, account=ev.account_id, seq=ev.id)
             self._publish_ringing(ev, UNKNOWN_REGION, sessions, [], False)
-            return
+            return False
         if account is None:
-            return
+            return False
         number = ev.number
         if number is None:  # anonymous or not a number: nothing to look up
             self._publish_ringing(ev, account.region, sessions, [], True)
-            return
+            return False
         contacts = self.lookups.cached(account.id, number)
         if contacts is not None:
             self.metrics.lookup_cache.labels("hit").inc()
             self._publish_ringing(ev, account.region, sessions, contacts, True)
-            return
+            return False
         self.metrics.lookup_cache.labels("miss").inc()
-        key = (ev.account_id, ev.call_id)
-        task = self._spawn(self._ring_with_deadline(ev, account, number, sessions))
-        self._calls[key] = task
-        task.add_done_callback(lambda _t, k=key: self._calls.pop(k, None))
+        task = self._spawn(self._ring_with_deadline(ev, account, number, sessions, key, rung))
+        task.add_done_callback(lambda _t: self._ringing_out(key, rung))  # also if it fails or is cancelled
+        return True
 
-    async def _ring_with_deadline(self, ev: Event, account: Account, number: str, sessions: list[Session]) -> None:
+    async def _ring_with_deadline(self, ev: Event, account: Account, number: str, sessions: list[Session],
+                                  key: tuple[str, str], rung: asyncio.Future[None]) -> None:
         deadline = self.deadline if self.lookups.has_credentials(account, sessions) else 0.0
         lookup = self.lookups.start(account, number, sessions)
         done, _ = await asyncio.wait({lookup}, timeout=deadline) if deadline > 0 else (set(), None)
@@ -163,8 +180,7 @@ class Fanout:
             self._publish_ringing(ev, account.region, sessions, contacts or [], contacts is not None)
             return
         self._publish_ringing(ev, account.region, sessions, [], False)
-        # the pop is out; the rest of this call's events need not wait for the CRM any longer
-        self._calls.pop((ev.account_id, ev.call_id), None)
+        self._ringing_out(key, rung)  # the pop is out: the call's other events need not wait for the CRM
         with contextlib.suppress(Exception):
             await asyncio.shield(lookup)
         contacts = self._result(lookup)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from hejcti.errors import DatabaseUnavailableError
@@ -30,3 +31,34 @@ async def test_a_ring_pops_unresolved_when_the_account_cannot_be_read():
     pop = json.loads(s._queue[0])
     assert pop["type"] == "call.ringing" and pop["seq"] == 5 and pop["resolved"] is False
     assert pop["number"] == "+4915791234567" and pop["display"] == "+49 1579 1234567" and pop["contacts"] == []
+
+
+class SlowAccounts:
+    """The account's settings come from the database the first time: the newCall's worker awaits them."""
+
+    async def get(self, account_id: str):
+        from hejcti.lookup import Account
+
+        await asyncio.sleep(0.05)
+        return Account(id=account_id, crm_kind="directory", crm_instance=None, region="DE", log_calls=False)
+
+
+async def test_a_calls_events_go_out_in_order_while_its_ringing_waits_for_the_account():
+    metrics = Metrics()
+    hub = Hub(metrics)
+    s = Session(None, user_id="usr_1", account_id="acc_1", sipgate_user="w0", crm_user=None,  # type: ignore[arg-type]
+                limit=10, metrics=metrics)
+    hub.add(s)
+    fanout = Fanout(hub=hub, store=None, accounts=SlowAccounts(), lookups=None, metrics=metrics,  # type: ignore[arg-type]
+                    deadline_s=1.5, workers=3)
+    fanout.start()
+    base = {"direction": "in", "number": None, "anonymous": True, "users": ["w0"]}
+    for seq, event, extra in ((1, "newCall", {}), (2, "answer", {"by": "w0"}), (3, "hangup", {"cause": "normalClearing"})):
+        fanout.submit(Event(id=seq, account_id="acc_1", call_id="C1", event=event, at="2026-12-02T01:00:00Z",
+                            data={**base, **extra}))
+    for _ in range(100):
+        if s.pending == 3:
+            break
+        await asyncio.sleep(0.01)
+    await fanout.drain(1.0)
+    assert [json.loads(f)["type"] for f in s._queue] == ["call.ringing", "call.answered", "call.ended"]
