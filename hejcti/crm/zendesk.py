@@ -110,7 +110,10 @@ class Adapter(CrmAdapter):
             ticket["requester_id"] = _int(record.contact.id)
         if record.owner:
             ticket["assignee_id"] = _int(record.owner)
-        data = await self.request("POST", f"{base}/api/v2/tickets.json", creds=creds, budget=10,
+        # Zendesk keeps the answer to a keyed create and returns it for a repeat (ticketing API, "Idempotency"),
+        # so this create, unlike the other CRMs', may be sent again after a lost answer
+        data = await self.request("POST", f"{base}/api/v2/tickets.json", creds=creds, budget=10, idempotent=True,
+                                  headers={"Idempotency-Key": f"hejcti-{record.key}"[:255]},
                                   json={"ticket": ticket})
         tid = ((data or {}).get("ticket") or {}).get("id") if isinstance(data, dict) else None
         if tid is None:

@@ -24,6 +24,8 @@ class State(FakeState):
     users: list[dict[str, Any]] = field(default_factory=list)
     tickets: dict[int, dict[str, Any]] = field(default_factory=dict)
     organizations: dict[int, dict[str, Any]] = field(default_factory=dict)
+    keyed: dict[str, dict[str, Any]] = field(default_factory=dict)  # Idempotency-Key -> the answer it got
+    lose_answers: int = 0  # creates that succeed but whose answer is lost on the way (a 502 from a proxy)
 
     def add_contact(self, cid: str, first: str, last: str, phone: str, owner: str | None = None,
                     company_id: str | None = None, company: str | None = None, **_: Any) -> None:
@@ -80,12 +82,20 @@ class Fake(FakeCrm):
             return json_response({"error": "RecordInvalid", "description": "Record validation errors",
                                   "details": {"description": [{"description": "Description: cannot be blank",
                                                                "error": "BlankValue"}]}}, 422)
+        key = request.headers.get("Idempotency-Key")
+        if key and key in self.state.keyed:  # a repeat: the first answer again, no second ticket
+            return json_response(self.state.keyed[key], 201, headers={"x-idempotency-lookup": "hit"})
         tid = next(_ids)
         stored = {**ticket, "id": tid, "comments": [ticket["comment"]]}
         self.state.tickets[tid] = stored
         self.state.created.append(stored)
-        return json_response({"ticket": {"id": tid, "subject": ticket.get("subject"), "status": "new"},
-                              "audit": {"id": tid * 10}}, 201)
+        answer = {"ticket": {"id": tid, "subject": ticket.get("subject"), "status": "new"}, "audit": {"id": tid * 10}}
+        if key:
+            self.state.keyed[key] = answer
+        if self.state.lose_answers:
+            self.state.lose_answers -= 1
+            return web.Response(status=502, text="<html>bad gateway</html>", content_type="text/html")
+        return json_response(answer, 201, headers={"x-idempotency-lookup": "miss"} if key else None)
 
     async def update_ticket(self, request: web.Request) -> web.Response:
         tid = int(request.match_info["id"])

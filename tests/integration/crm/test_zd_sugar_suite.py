@@ -420,3 +420,15 @@ async def test_sugar_and_suite_need_an_instance(harness, kind):
             await harness.account(crm=kind, crm_instance=missing)
     acc = await harness.account(crm=kind, crm_instance="https://crm.example.com/")
     assert (await harness.admin.show_account(acc["account_id"]))["crm_instance"] == "https://crm.example.com"
+
+
+async def test_zendesk_create_whose_answer_is_lost_is_sent_again_under_its_key(zd):
+    """Zendesk's Idempotency-Key makes a repeated create harmless: one ticket, and its id, after a lost answer."""
+    zd.state.add_contact("35436", "Julia", "Schmidt", "+49 30 12345678")
+    (julia,) = await zd.adapter.lookup(JULIA, GOOD)
+    zd.state.lose_answers = 1
+    logged = await zd.adapter.log_call(call("in", True, julia, "9873843"), GOOD)
+    assert zd.state.count("POST", "/api/v2/tickets.json") == 2  # sent again after the 502
+    (ticket,) = zd.state.created
+    assert logged.record_id == str(ticket["id"])
+    assert set(zd.state.keyed) == {"hejcti-xc-inTrue"}
