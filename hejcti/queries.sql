@@ -128,3 +128,68 @@ SELECT jsonb_build_object(
 
 -- name: ping
 SELECT 1;
+
+-- name: record_claim
+-- Ready jobs and notes to append; and a job still waiting for another leg (a forward) once it has waited two
+-- minutes with no leg of its call still open (a forward to an outside number sends no further leg).
+UPDATE call_records r SET lease_until = now() + interval '60 seconds', attempts = attempts + 1,
+       state = CASE WHEN r.state = 'waiting' THEN 'ready' ELSE r.state END, updated_at = now()
+ WHERE r.id IN (SELECT j.id FROM call_records j
+                 WHERE j.account_id = ANY($1::text[])
+                   AND (j.lease_until IS NULL OR j.lease_until < now())
+                   AND ((j.state = 'ready' OR j.note_pending) AND j.run_after <= now()
+                        OR j.state = 'waiting' AND j.run_after <= now() - interval '2 minutes'
+                           AND j.data ? 'first_call_id'
+                           AND NOT EXISTS (SELECT 1 FROM calls o
+                                            WHERE o.account_id = j.account_id AND o.ended_at IS NULL
+                                              AND (o.xcid = j.record_key OR o.call_id = ANY(j.call_ids))))
+                 ORDER BY j.run_after LIMIT $2 FOR UPDATE SKIP LOCKED)
+RETURNING r.id, r.account_id, r.record_key, r.call_ids, r.state, r.data, r.note, r.note_pending, r.note_sent,
+          r.attempts, r.crm_record_id, r.crm_url;
+
+-- name: record_release
+UPDATE call_records SET lease_until = NULL, attempts = greatest(attempts - 1, 0), run_after = now() + make_interval(secs => $2)
+ WHERE id = $1;
+
+-- name: record_done
+-- $4: the length of the note the CRM now has (the record's description held the note as claimed; a note
+-- that came in meanwhile is longer, stays pending, and only its new part is appended)
+UPDATE call_records SET state = 'done', crm_record_id = $2, crm_url = $3, lease_until = NULL, last_error = NULL,
+       note_sent = $4, note_pending = coalesce(length(note), 0) > $4, updated_at = now()
+ WHERE id = $1;
+
+-- name: record_note_done
+UPDATE call_records SET note_sent = $2, note_pending = coalesce(length(note), 0) > $2, lease_until = NULL,
+       updated_at = now()
+ WHERE id = $1;
+
+-- name: record_retry
+UPDATE call_records SET lease_until = NULL, run_after = now() + make_interval(secs => $2), last_error = $3,
+       updated_at = now()
+ WHERE id = $1;
+
+-- name: record_fail
+UPDATE call_records SET state = CASE WHEN state = 'done' THEN 'done' ELSE 'failed' END, note_pending = false,
+       lease_until = NULL, last_error = $2, updated_at = now()
+ WHERE id = $1;
+
+-- name: record_note
+-- A note is kept only where it will be written: the account logs calls and the job has not failed. The
+-- answer says which: found (the call is this user's), log_calls, prior (the job's state before), state (the
+-- job's state after; NULL when the note was not kept).
+WITH c AS (SELECT hejcti_record_key(account_id, call_id) AS key FROM calls
+            WHERE account_id = $1 AND call_id = $2 AND $3 = ANY(users)),
+     a AS (SELECT log_calls FROM accounts WHERE id = $1),
+     up AS (
+INSERT INTO call_records (account_id, record_key, call_ids, note, state)
+SELECT $1, c.key, ARRAY[$2], $4, 'waiting' FROM c, a WHERE a.log_calls
+ON CONFLICT (account_id, record_key) DO UPDATE SET
+    note = CASE WHEN call_records.note IS NULL THEN excluded.note ELSE call_records.note || E'\n' || excluded.note END,
+    note_pending = call_records.state = 'done',
+    run_after = CASE WHEN call_records.state = 'done' THEN now() ELSE call_records.run_after END,
+    updated_at = now()
+ WHERE call_records.state <> 'failed'
+RETURNING id, state)
+SELECT EXISTS (SELECT 1 FROM c) AS found, coalesce((SELECT log_calls FROM a), false) AS log_calls,
+       (SELECT r.state FROM call_records r, c WHERE r.account_id = $1 AND r.record_key = c.key) AS prior,
+       (SELECT state FROM up) AS state;

@@ -42,78 +42,13 @@ from hejcti.lookup import Accounts, Lookups
 from hejcti.metrics import Metrics
 from hejcti.models import Event
 from hejcti.sessions import Hub, Session
-from hejcti.store import UNAVAILABLE
+from hejcti.store import UNAVAILABLE, q
 from hejcti.tasks import Periodic, cancel_and_wait
 
 log = logs.get("workers.records")
 
-#: the lease of a claimed job (``_CLAIM``); a job's CRM part is cut off well before it (``crm_timeout_s``)
+#: the lease of a claimed job (query record_claim); a job's CRM part is cut off well before it (``crm_timeout_s``)
 LEASE_S = 60
-# Ready jobs and notes to append; and a job still waiting for another leg (a forward) once it has waited two
-# minutes with no leg of its call still open (a forward to an outside number sends no further leg).
-_CLAIM = """
-UPDATE call_records r SET lease_until = now() + interval '60 seconds', attempts = attempts + 1,
-       state = CASE WHEN r.state = 'waiting' THEN 'ready' ELSE r.state END, updated_at = now()
- WHERE r.id IN (SELECT j.id FROM call_records j
-                 WHERE j.account_id = ANY($1::text[])
-                   AND (j.lease_until IS NULL OR j.lease_until < now())
-                   AND ((j.state = 'ready' OR j.note_pending) AND j.run_after <= now()
-                        OR j.state = 'waiting' AND j.run_after <= now() - interval '2 minutes'
-                           AND j.data ? 'first_call_id'
-                           AND NOT EXISTS (SELECT 1 FROM calls o
-                                            WHERE o.account_id = j.account_id AND o.ended_at IS NULL
-                                              AND (o.xcid = j.record_key OR o.call_id = ANY(j.call_ids))))
-                 ORDER BY j.run_after LIMIT $2 FOR UPDATE SKIP LOCKED)
-RETURNING r.id, r.account_id, r.record_key, r.call_ids, r.state, r.data, r.note, r.note_pending, r.note_sent,
-          r.attempts, r.crm_record_id, r.crm_url
-"""
-_RELEASE = """
-UPDATE call_records SET lease_until = NULL, attempts = greatest(attempts - 1, 0), run_after = now() + make_interval(secs => $2)
- WHERE id = $1
-"""
-# $4: the length of the note the CRM now has (the record's description held the note as claimed; a note
-# that came in meanwhile is longer, stays pending, and only its new part is appended)
-_DONE = """
-UPDATE call_records SET state = 'done', crm_record_id = $2, crm_url = $3, lease_until = NULL, last_error = NULL,
-       note_sent = $4, note_pending = coalesce(length(note), 0) > $4, updated_at = now()
- WHERE id = $1
-"""
-_NOTE_DONE = """
-UPDATE call_records SET note_sent = $2, note_pending = coalesce(length(note), 0) > $2, lease_until = NULL,
-       updated_at = now()
- WHERE id = $1
-"""
-_RETRY = """
-UPDATE call_records SET lease_until = NULL, run_after = now() + make_interval(secs => $2), last_error = $3,
-       updated_at = now()
- WHERE id = $1
-"""
-_FAIL = """
-UPDATE call_records SET state = CASE WHEN state = 'done' THEN 'done' ELSE 'failed' END, note_pending = false,
-       lease_until = NULL, last_error = $2, updated_at = now()
- WHERE id = $1
-"""
-# A note is kept only where it will be written: the account logs calls and the job has not failed. The
-# answer says which: found (the call is this user's), log_calls, prior (the job's state before), state (the
-# job's state after; NULL when the note was not kept).
-_NOTE = """
-WITH c AS (SELECT hejcti_record_key(account_id, call_id) AS key FROM calls
-            WHERE account_id = $1 AND call_id = $2 AND $3 = ANY(users)),
-     a AS (SELECT log_calls FROM accounts WHERE id = $1),
-     up AS (
-INSERT INTO call_records (account_id, record_key, call_ids, note, state)
-SELECT $1, c.key, ARRAY[$2], $4, 'waiting' FROM c, a WHERE a.log_calls
-ON CONFLICT (account_id, record_key) DO UPDATE SET
-    note = CASE WHEN call_records.note IS NULL THEN excluded.note ELSE call_records.note || E'\\n' || excluded.note END,
-    note_pending = call_records.state = 'done',
-    run_after = CASE WHEN call_records.state = 'done' THEN now() ELSE call_records.run_after END,
-    updated_at = now()
- WHERE call_records.state <> 'failed'
-RETURNING id, state)
-SELECT EXISTS (SELECT 1 FROM c) AS found, coalesce((SELECT log_calls FROM a), false) AS log_calls,
-       (SELECT r.state FROM call_records r, c WHERE r.account_id = $1 AND r.record_key = c.key) AS prior,
-       (SELECT state FROM up) AS state
-"""
 NOT_LOGGED_OFF = "call logging is off for this account"
 NOT_LOGGED_FAILED = "the call record could not be written"
 MAX_ATTEMPTS = 12
@@ -157,7 +92,7 @@ class Records(Periodic):
         True: stored for writing; False: no such call for this user; a string: why it will never be written
         (call logging off for the account, or the record job failed)."""
         try:
-            row = await self._pool.fetchrow(_NOTE, session.account_id, call_id, session.sipgate_user, text)
+            row = await self._pool.fetchrow(q("record_note"), session.account_id, call_id, session.sipgate_user, text)
         except UNAVAILABLE as e:
             raise DatabaseUnavailableError(type(e).__name__) from e
         if row is None or not row["found"]:
@@ -183,7 +118,7 @@ class Records(Periodic):
         free = self._batch - len(self._running)
         if not accounts or free <= 0:
             return 0
-        rows = await self._pool.fetch(_CLAIM, accounts, free)
+        rows = await self._pool.fetch(q("record_claim"), accounts, free)
         tasks = [asyncio.create_task(self._isolated(r), name=f"records.job.{r['id']}") for r in rows]
         for t in tasks:
             self._running.add(t)
@@ -216,10 +151,10 @@ class Records(Periodic):
                         attempts=attempts, in_s=round(delay, 1))
             try:
                 if attempts >= MAX_ATTEMPTS:
-                    await self._pool.execute(_FAIL, row["id"], f"gave up after {attempts} attempts: "
+                    await self._pool.execute(q("record_fail"), row["id"], f"gave up after {attempts} attempts: "
                                                                 f"{type(e).__name__}")
                 else:
-                    await self._pool.execute(_RETRY, row["id"], delay, type(e).__name__)
+                    await self._pool.execute(q("record_retry"), row["id"], delay, type(e).__name__)
             except Exception as again:  # noqa: BLE001  # the lease runs out and the job comes back by itself
                 log.warning("record.reschedule.failed", record=row["id"], error=type(again).__name__)
 
@@ -268,7 +203,7 @@ class Records(Periodic):
         elif job_id in self._written:
             # this process wrote the record but could not mark it done: finish that, never write again
             logged, sent = self._written[job_id]
-            if await self._finish(_DONE, job_id, account.id, logged.record_id, logged.record_id, logged.url, sent):
+            if await self._finish(q("record_done"), job_id, account.id, logged.record_id, logged.record_id, logged.url, sent):
                 self._written.pop(job_id, None)
                 self._logged(account.id, account.crm_kind, row, data, logged)
             return
@@ -278,7 +213,7 @@ class Records(Periodic):
         if adapter.needs_credentials and creds is None:
             for s in sessions:
                 s.ask_credentials("missing")
-            await self._pool.execute(_RELEASE, job_id, 0.0)
+            await self._pool.execute(q("record_release"), job_id, 0.0)
             return
         session = next((s for s in sessions if s.credentials == creds), None)
         try:
@@ -299,21 +234,21 @@ class Records(Periodic):
         except CrmAuthError as e:
             if session is not None:
                 session.ask_credentials("expired")
-            await self._pool.execute(_RETRY, job_id, 2.0, str(e))
+            await self._pool.execute(q("record_retry"), job_id, 2.0, str(e))
             self._metrics.crm_errors.labels(account.crm_kind, e.kind).inc()
             return
         except CrmTransientError as e:
             delay = e.retry_after if e.retry_after is not None else backoff(row["attempts"])
             if row["attempts"] >= MAX_ATTEMPTS:
-                await self._pool.execute(_FAIL, job_id, f"gave up after {row['attempts']} attempts: {e}")
+                await self._pool.execute(q("record_fail"), job_id, f"gave up after {row['attempts']} attempts: {e}")
             else:
-                await self._pool.execute(_RETRY, job_id, delay, str(e))
+                await self._pool.execute(q("record_retry"), job_id, delay, str(e))
             self._metrics.crm_errors.labels(account.crm_kind, e.kind).inc()
             log.warning("call.record.retry", record=job_id, account=account.id, crm=account.crm_kind,
                         kind=e.kind, in_s=round(delay, 1), attempts=row["attempts"])
             return
         except (CrmPermanentError, CrmError) as e:
-            await self._pool.execute(_FAIL, job_id, str(e))
+            await self._pool.execute(q("record_fail"), job_id, str(e))
             self._metrics.crm_errors.labels(account.crm_kind, e.kind).inc()
             self._metrics.records.labels(account.crm_kind, "failed").inc()
             log.warning("call.record.failed", record=job_id, account=account.id, crm=account.crm_kind,
@@ -323,7 +258,7 @@ class Records(Periodic):
         log.info("call.record.written", record=job_id, account=account.id, crm=account.crm_kind,
                  crm_record=logged.record_id)
         # the record's description holds the note as claimed: that much of it is in the CRM now
-        if not await self._finish(_DONE, job_id, account.id, logged.record_id, logged.record_id, logged.url,
+        if not await self._finish(q("record_done"), job_id, account.id, logged.record_id, logged.record_id, logged.url,
                                   len(note)):
             self._written[job_id] = (logged, len(note))
             return
@@ -339,7 +274,7 @@ class Records(Periodic):
             part = part[1:]
         if part:
             await self._crm(adapter.append_note(row["crm_record_id"], part, creds), crm)
-        if await self._finish(_NOTE_DONE, row["id"], account_id, row["crm_record_id"], len(note)):
+        if await self._finish(q("record_note_done"), row["id"], account_id, row["crm_record_id"], len(note)):
             log.info("call.note.appended", record=row["id"], account=account_id, crm=crm, chars=len(part))
 
     def _logged(self, account_id: str, crm: str, row: asyncpg.Record, data: dict[str, Any],

@@ -17,7 +17,7 @@ from hejcti.crm.base import CallRecord, Credentials, CrmAdapter, LoggedRecord
 from hejcti.errors import DatabaseUnavailableError
 from hejcti.lookup import Account
 from hejcti.metrics import Metrics
-from workers import records as records_mod
+from hejcti.store import q
 from workers.records import Records
 
 CREDS = Credentials("tok")
@@ -265,7 +265,7 @@ class FlakyPool:
         self.fail = fail
 
     async def execute(self, query: str, *args: Any) -> str:
-        if query == records_mod._DONE and self.fail > 0:  # noqa: SLF001
+        if query == q("record_done") and self.fail > 0:
             self.fail -= 1
             raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation")
         return await self._pool.execute(query, *args)
