@@ -73,7 +73,7 @@ def create_app(settings: Settings, database_url: str, role: Role = "all") -> web
 
     async def ingest_ctx(app: web.Application) -> AsyncIterator[None]:
         # the hot path has connections of its own: nothing else can make a webhook wait for the pool
-        app[INGEST_POOL] = pool = await db.create_pool(database_url, min_size=1, max_size=2)
+        app[INGEST_POOL] = pool = await db.create_pool(database_url, min_size=1, max_size=2, stateless=True)
         app[INGEST] = ingest = Ingest(pool, metrics)
         ingest.start()
         yield
