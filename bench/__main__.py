@@ -165,9 +165,10 @@ def report(h: dict[str, Any], b: dict[str, Any], args: argparse.Namespace, start
         "",
         f"## Rate sweep ({h['sweep']['sessions']} sessions, {args.duration:g} s per rate)",
         "",
-        "| calls/s | Hej webhook p50/p99 ms | Hej pop p50/p99 ms | Hej missing | Hej CPU (server + PostgreSQL) "
-        "| baseline webhook p50/p99 ms | baseline pop p50/p99 ms | baseline missing | pop p99 ratio |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| calls/s | Hej webhook p50/p99 ms | Hej pop p50/p99 ms | Hej missing | Hej CPU: server + PostgreSQL + load "
+        "| baseline webhook p50/p99 ms | baseline pop p50/p99 ms | baseline missing | baseline CPU: server + load "
+        "| pop p99 ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     hrates = {r["rate"]: r for r in h["sweep"]["rates"]}
     brates = {r["rate"]: r for r in b["sweep"]["rates"]}
@@ -175,18 +176,20 @@ def report(h: dict[str, Any], b: dict[str, Any], args: argparse.Namespace, start
     for rate in sorted(hrates.keys() | brates.keys()):
         hr, br = hrates.get(rate, none), brates.get(rate, none)
         ratio = (hr["pop_p99_ms"] / br["pop_p99_ms"]) if hr["pop_p99_ms"] and br["pop_p99_ms"] else None
-        cpu = f"{hr['server_cpu_pct']} % + {hr['postgres_cpu_pct']} %" if rate in hrates else "–"
+        cpu = (f"{hr['server_cpu_pct']} % + {hr['postgres_cpu_pct']} % + {hr.get('load_cpu_pct', '–')} %"
+               if rate in hrates else "–")
+        bcpu = f"{br['server_cpu_pct']} % + {br.get('load_cpu_pct', '–')} %" if rate in brates else "–"
         mark = " ¹" if hr.get("retried") or br.get("retried") else ""
         lines.append(
             f"| {fmt(rate)}{mark} | {fmt(hr['webhook_p50_ms'])} / {fmt(hr['webhook_p99_ms'])} "
             f"| {fmt(hr['pop_p50_ms'])} / {fmt(hr['pop_p99_ms'])} | {hr['missing']} | {cpu} "
             f"| {fmt(br['webhook_p50_ms'])} / {fmt(br['webhook_p99_ms'])} | {fmt(br['pop_p50_ms'])} / "
-            f"{fmt(br['pop_p99_ms'])} | {br['missing']} | {fmt(round(ratio, 2) if ratio else None)} |")
+            f"{fmt(br['pop_p99_ms'])} | {br['missing']} | {bcpu} | {fmt(round(ratio, 2) if ratio else None)} |")
     retried = [(name, r) for name, side in (("Hej CTI", h), ("baseline", b)) for r in side["sweep"]["rates"]
                if r.get("retried")]
     if retried:
-        lines += ["", "¹ This rate failed once and was run again at once; the table shows the second run where it "
-                  "held. A rate counts as not held only when it fails twice: " + "; ".join(
+        lines += ["", "¹ This rate failed once and was run again at once; the table shows the second run if it "
+                  "held, else the first. A rate counts as not held only when it fails twice. First runs: " + "; ".join(
                       f"{name} at {fmt(r['rate'])} calls/s, first pop p99 {fmt(r['first_pop_p99_ms'])} ms"
                       for name, r in retried) + "."]
     hb, bb = best_rate(h["sweep"]["rates"]), best_rate(b["sweep"]["rates"])
@@ -226,8 +229,9 @@ def report(h: dict[str, Any], b: dict[str, Any], args: argparse.Namespace, start
         lines.append(f"- {h['idle']['sessions']:,} idle sessions: {h['idle']['kib_per_session']} KiB each (target ≤ 20); "
                      f"with them connected, 200 calls/s gives pop p99 {fmt(r['pop_p99_ms'])} ms and webhook p99 "
                      f"{fmt(r['webhook_p99_ms'])} ms.")
-    lines += ["", "Reproduce: `make bench` (about three minutes; `python -m bench --help` for rates, duration and "
-              "session counts). The load generator shares the two cores with the server, as the baseline does."]
+    lines += ["", "Reproduce: `make bench` (about ten minutes; `python -m bench --help` for rates, duration and "
+              "session counts). The load generator shares the two cores with the server, as the baseline does; "
+              "100 % is one core."]
     return "\n".join(lines) + "\n"
 
 
