@@ -17,14 +17,20 @@ class DownAccounts:
         raise DatabaseUnavailableError("connection refused")
 
 
-async def test_a_ring_pops_unresolved_when_the_account_cannot_be_read():
+def fanout_with_one_session(accounts, workers: int = 1) -> tuple[Fanout, Session]:
+    """A fan-out over one socket-less session of w0 (its queue is what the extension would receive)."""
     metrics = Metrics()
     hub = Hub(metrics)
     s = Session(None, user_id="usr_1", account_id="acc_1", sipgate_user="w0", crm_user=None,  # type: ignore[arg-type]
                 limit=10, metrics=metrics)
     hub.add(s)
-    fanout = Fanout(hub=hub, store=None, accounts=DownAccounts(), lookups=None, metrics=metrics,  # type: ignore[arg-type]
-                    deadline_s=1.5, workers=1)
+    fanout = Fanout(hub=hub, store=None, accounts=accounts, lookups=None, metrics=metrics,  # type: ignore[arg-type]
+                    deadline_s=1.5, workers=workers)
+    return fanout, s
+
+
+async def test_a_ring_pops_unresolved_when_the_account_cannot_be_read():
+    fanout, s = fanout_with_one_session(DownAccounts())
     ev = Event(id=5, account_id="acc_1", call_id="C1", event="newCall", at="2026-12-02T01:00:00Z",
                data={"direction": "in", "number": "+4915791234567", "users": ["w0"], "anonymous": False})
     await fanout.handle(ev)
@@ -44,13 +50,7 @@ class SlowAccounts:
 
 
 async def test_a_calls_events_go_out_in_order_while_its_ringing_waits_for_the_account():
-    metrics = Metrics()
-    hub = Hub(metrics)
-    s = Session(None, user_id="usr_1", account_id="acc_1", sipgate_user="w0", crm_user=None,  # type: ignore[arg-type]
-                limit=10, metrics=metrics)
-    hub.add(s)
-    fanout = Fanout(hub=hub, store=None, accounts=SlowAccounts(), lookups=None, metrics=metrics,  # type: ignore[arg-type]
-                    deadline_s=1.5, workers=3)
+    fanout, s = fanout_with_one_session(SlowAccounts(), workers=3)
     fanout.start()
     base = {"direction": "in", "number": None, "anonymous": True, "users": ["w0"]}
     for seq, event, extra in ((1, "newCall", {}), (2, "answer", {"by": "w0"}), (3, "hangup", {"cause": "normalClearing"})):
