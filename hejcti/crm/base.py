@@ -194,6 +194,13 @@ def rank(contacts: list[Contact], crm_user: str | None = None) -> list[Contact]:
     return sorted(unique.values(), key=key)
 
 
+def duration_parts(seconds: int | None) -> tuple[int, int]:
+    """Talk time as (hours, minutes) for the Calls fields: whole minutes first (started minutes count, so a
+    10 s call is 1 min), then split, so minutes stay 0–59 (3590 s → 1 h 0 min, not 0 h 60 min)."""
+    total = -(-(seconds or 0) // 60)
+    return total // 60, total % 60
+
+
 def parse_time(value: Any) -> datetime | None:
     """ISO 8601 as the CRMs send it (``Z``, ``+0000``, ``.000+0000``, epoch milliseconds)."""
     if value in (None, ""):

@@ -28,6 +28,7 @@ from hejcti.crm.base import (
     LoggedRecord,
     Response,
     body_json,
+    duration_parts,
     parse_time,
     rank,
 )
@@ -134,10 +135,3 @@ class Adapter(CrmAdapter):
         old = (current or {}).get("description") or ""
         await self.request("PUT", f"{base}/rest/v11/Calls/{record_id}", creds=creds, budget=10,
                            json={"description": f"{old}\n\n{text}" if old else text})
-
-
-def duration_parts(seconds: int | None) -> tuple[int, int]:
-    """Talk time as (hours, minutes) for the Calls fields: whole minutes first (started minutes count, so a
-    10 s call is 1 min), then split, so minutes stay 0–59 (3590 s → 1 h 0 min, not 0 h 60 min)."""
-    total = -(-(seconds or 0) // 60)
-    return total // 60, total % 60

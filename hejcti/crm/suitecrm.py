@@ -27,10 +27,10 @@ from hejcti.crm.base import (
     LoggedRecord,
     Response,
     body_json,
+    duration_parts,
     parse_time,
     rank,
 )
-from hejcti.crm.sugarcrm import duration_parts
 
 PHONES = {"Contacts": ["phone_work", "phone_mobile", "phone_home", "phone_other"],
           "Leads": ["phone_work", "phone_mobile", "phone_home", "phone_other"],

@@ -15,8 +15,7 @@ import aiohttp
 import pytest
 
 from hejcti.crm import adapter_class
-from hejcti.crm.base import CallRecord, Contact, Credentials, CrmAuthError, CrmPermanentError
-from hejcti.crm.sugarcrm import duration_parts
+from hejcti.crm.base import CallRecord, Contact, Credentials, CrmAuthError, CrmPermanentError, duration_parts
 from tests.fakes import sugarcrm as sugar_fake
 from tests.fakes import suitecrm as suite_fake
 from tests.fakes import zendesk as zd_fake
