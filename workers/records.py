@@ -150,13 +150,16 @@ class Records(Periodic):
             log.warning("record.failed", record=row["id"], account=row["account_id"], error=type(e).__name__,
                         attempts=attempts, in_s=round(delay, 1))
             try:
-                if attempts >= MAX_ATTEMPTS:
-                    await self._pool.execute(q("record_fail"), row["id"], f"gave up after {attempts} attempts: "
-                                                                f"{type(e).__name__}")
-                else:
-                    await self._pool.execute(q("record_retry"), row["id"], delay, type(e).__name__)
+                await self._reschedule(row["id"], attempts, delay, type(e).__name__)
             except Exception as again:  # noqa: BLE001  # the lease runs out and the job comes back by itself
                 log.warning("record.reschedule.failed", record=row["id"], error=type(again).__name__)
+
+    async def _reschedule(self, job_id: int, attempts: int, delay: float, reason: str) -> None:
+        """Try the job again in ``delay`` seconds, or give up once it has had MAX_ATTEMPTS."""
+        if attempts >= MAX_ATTEMPTS:
+            await self._pool.execute(q("record_fail"), job_id, f"gave up after {attempts} attempts: {reason}")
+        else:
+            await self._pool.execute(q("record_retry"), job_id, delay, reason)
 
     async def _crm(self, aw: Any, crm: str) -> Any:
         """A CRM step of a job, cut off at ``crm_timeout_s`` (the adapter's own retries live inside)."""
@@ -239,10 +242,7 @@ class Records(Periodic):
             return
         except CrmTransientError as e:
             delay = e.retry_after if e.retry_after is not None else backoff(row["attempts"])
-            if row["attempts"] >= MAX_ATTEMPTS:
-                await self._pool.execute(q("record_fail"), job_id, f"gave up after {row['attempts']} attempts: {e}")
-            else:
-                await self._pool.execute(q("record_retry"), job_id, delay, str(e))
+            await self._reschedule(job_id, row["attempts"], delay, str(e))
             self._metrics.crm_errors.labels(account.crm_kind, e.kind).inc()
             log.warning("call.record.retry", record=job_id, account=account.id, crm=account.crm_kind,
                         kind=e.kind, in_s=round(delay, 1), attempts=row["attempts"])
