@@ -145,6 +145,14 @@ async def make_ready(pool: asyncpg.Pool) -> None:
     await pool.execute("UPDATE call_records SET run_after = now() WHERE state = 'ready'")
 
 
+async def ended_calls(pool: asyncpg.Pool, *call_ids: str, account_id: str = "acc_a") -> None:
+    """Calls that rang and hung up, their record jobs due now."""
+    for cid in call_ids:
+        await ring(pool, cid, account_id)
+        await hang_up(pool, cid, account_id)
+    await make_ready(pool)
+
+
 def records(pool: Any, crm: FakeCrm, *, accounts: FakeAccounts | None = None, **kw: Any) -> Records:
     hub = FakeHub(FakeSession("acc_a", "w0"), FakeSession("acc_b", "w0"))
     return Records(pool=pool, hub=hub, accounts=accounts or FakeAccounts(), lookups=FakeLookups(crm),  # type: ignore[arg-type]
@@ -214,12 +222,8 @@ async def test_a_failing_job_does_not_stop_the_others(pool):
     await seed(pool, "acc_a")
     await seed(pool, "acc_b")
     crm = FakeCrm()
-    for cid in ("BAD", "OK1"):
-        await ring(pool, cid)
-        await hang_up(pool, cid)
-    await ring(pool, "OTHER", "acc_b")
-    await hang_up(pool, "OTHER", "acc_b")
-    await make_ready(pool)
+    await ended_calls(pool, "BAD", "OK1")
+    await ended_calls(pool, "OTHER", account_id="acc_b")
     crm.explode.add("BAD")
     r = records(pool, crm, accounts=FakeAccounts(broken={"acc_b"}))
     with capture_logs() as logs:
@@ -240,10 +244,7 @@ async def test_a_failing_job_does_not_stop_the_others(pool):
 async def test_a_hanging_crm_holds_only_its_own_job(pool):
     await seed(pool)
     crm = FakeCrm()
-    for cid in ("HANG", "OK2"):
-        await ring(pool, cid)
-        await hang_up(pool, cid)
-    await make_ready(pool)
+    await ended_calls(pool, "HANG", "OK2")
     crm.hang.add("HANG")
     r = records(pool, crm)
     r._crm_timeout = 0.5  # noqa: SLF001  # (crm_timeout_s=0.5; set so that the test runs on older code too)
@@ -277,9 +278,7 @@ class FlakyPool:
 async def test_done_update_is_retried_not_the_write(pool):
     await seed(pool)
     crm = FakeCrm()
-    await ring(pool, "C3")
-    await hang_up(pool, "C3")
-    await make_ready(pool)
+    await ended_calls(pool, "C3")
     r = records(FlakyPool(pool, fail=2), crm)
     assert await r.once() == 1
     assert len(crm.created) == 1
@@ -290,9 +289,7 @@ async def test_done_update_is_retried_not_the_write(pool):
 async def test_orphaned_record_is_logged_and_not_written_again(pool):
     await seed(pool)
     crm = FakeCrm()
-    await ring(pool, "C4")
-    await hang_up(pool, "C4")
-    await make_ready(pool)
+    await ended_calls(pool, "C4")
     flaky = FlakyPool(pool, fail=100)
     r = records(flaky, crm)
     r._done_pause = 0.01  # noqa: SLF001  # (done_pause_s=0.01)

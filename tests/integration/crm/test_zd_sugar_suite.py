@@ -78,6 +78,14 @@ SUITE_REQ = fixture("suitecrm", "call_log_request.json")["data"]
 FREE_TEXT = ("name", "description")  # ours say the same in our words: checked separately
 
 
+async def three_calls(served: Served, found: dict[str, Contact], owner: str) -> list[dict[str, Any]]:
+    """Answered inbound (the contact), missed inbound (the lead), outbound of 3590 s (the account)."""
+    await served.adapter.log_call(call("in", True, found["contact"], owner), GOOD)
+    await served.adapter.log_call(call("in", False, found["lead"], owner), GOOD)
+    await served.adapter.log_call(call("out", True, found["account"], owner, seconds=3590), GOOD)
+    return served.state.created
+
+
 def structured(record: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in FREE_TEXT + ("id", "_module") + skip}
 
@@ -91,10 +99,7 @@ async def test_sugarcrm_call_records_match_the_vendor_request(sugar):
     s.add_contact("0c9d2e11-acct", "Acme", "GmbH", "+49 30 12345678", module="Accounts")
     found = {c.kind: c for c in await sugar.adapter.lookup(JULIA, GOOD)}
 
-    await sugar.adapter.log_call(call("in", True, found["contact"], owner), GOOD)
-    await sugar.adapter.log_call(call("in", False, found["lead"], owner), GOOD)
-    await sugar.adapter.log_call(call("out", True, found["account"], owner, seconds=3590), GOOD)
-    answered, missed, outbound = s.created
+    answered, missed, outbound = await three_calls(sugar, found, owner)
 
     assert structured(answered) == structured(SUGAR_REQ)  # every field, the contacts link included
     assert answered["name"] == "Inbound call from 030 12345678" and "154 s" in answered["description"]
@@ -117,10 +122,7 @@ async def test_suitecrm_call_records_match_the_vendor_request(suite):
     s.add_contact("4d5c9a0e-acct", "Acme", "GmbH", "+49 30 12345678", module="Accounts")
     found = {c.kind: c for c in await suite.adapter.lookup(JULIA, GOOD)}
 
-    await suite.adapter.log_call(call("in", True, found["contact"], owner), GOOD)
-    await suite.adapter.log_call(call("in", False, found["lead"], owner), GOOD)
-    await suite.adapter.log_call(call("out", True, found["account"], owner, seconds=3590), GOOD)
-    answered, missed, outbound = s.created
+    answered, missed, outbound = await three_calls(suite, found, owner)
 
     assert structured(answered) == structured(attrs)
     assert answered["name"] == "Inbound call from 030 12345678" and "154 s" in answered["description"]
