@@ -17,8 +17,11 @@ from webhooks.ingest import Ingest
 from webhooks.sipgate import Push, parse
 
 
-async def account_token(pool, database_url, tmp_path) -> bytes:
-    acc = await Admin(Store(pool), make_settings(database_url, tmp_path)).create_account(name="A", crm="hubspot")
+async def account_token(pool, database_url, tmp_path, users: tuple[str, ...] = ()) -> bytes:
+    admin = Admin(Store(pool), make_settings(database_url, tmp_path))
+    acc = await admin.create_account(name="A", crm="hubspot")
+    for user in users:
+        await admin.add_user(account_id=acc["account_id"], sipgate_user=user)
     return tokens.digest(acc["webhook_token"])
 
 
@@ -68,3 +71,27 @@ async def test_ingest_survives_a_driver_fault_and_answers_the_next_push(pool, da
     finally:
         await ingest.stop()
     assert status == "stored" and seq is not None
+
+
+async def test_a_call_rings_for_the_listed_users_of_its_account_in_order_each_once(pool, database_url, tmp_path):
+    """The users a newCall rings for: those of the push's userId[] the account has, in the push's order, a
+    repeat once. Ten calls, so that PostgreSQL has switched to its cached generic plan for the later ones."""
+    token = await account_token(pool, database_url, tmp_path, users=tuple(f"w{i}" for i in range(50)))
+    other = await account_token(pool, database_url, tmp_path, users=("w7", "w60"))  # another account's users
+    ingest = Ingest(pool, Metrics())
+    ingest.start()
+    try:
+        for i in range(10):
+            push = parse(f"event=newCall&direction=in&from=4915791234567&to=492111234567&callId=R{i}"
+                         "&userId%5B%5D=w12&userId%5B%5D=w60&userId%5B%5D=w3&userId%5B%5D=w12&userId%5B%5D=w7"
+                         .encode())
+            assert (await ingest.submit(token, push))[0] == "stored"
+        assert (await ingest.submit(other, parse(b"event=newCall&direction=in&from=4915791234567&callId=O1"
+                                                     b"&userId%5B%5D=w12&userId%5B%5D=w7")))[0] == "stored"
+    finally:
+        await ingest.stop()
+    rows = await pool.fetch("SELECT call_id, users FROM calls ORDER BY call_id")
+    assert {r["call_id"]: r["users"] for r in rows} == {
+        **{f"R{i}": ["w12", "w3", "w7"] for i in range(10)}, "O1": ["w7"]}
+    events = await pool.fetch("SELECT data->'users' AS users FROM call_events WHERE call_id LIKE 'R%'")
+    assert [e["users"] for e in events] == [["w12", "w3", "w7"]] * 10
