@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hejcti import db, logs
+from hejcti import db, logs, runtime
 from hejcti.app import Role, create_app
 from hejcti.config import Settings
 
@@ -32,6 +32,7 @@ async def serve(settings: Settings, role: Role = "all", ready: asyncio.Event | N
         site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
         await site.start()
         port = runner.addresses[0][1] if runner.addresses else settings.port
+        runtime.tune_gc()
         log.info("server.started", host=settings.host, port=port, role=role,
                  database="embedded" if embedded else "shared", public_url=settings.base_url)
         stop = asyncio.Event()
