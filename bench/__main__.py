@@ -145,6 +145,17 @@ def best_rate(rates: list[dict[str, Any]]) -> float | None:
     return max(ok) if ok else None
 
 
+CPU_KEYS = (("server", "server_cpu_pct"), ("PostgreSQL", "postgres_cpu_pct"), ("load generator", "load_cpu_pct"))
+
+
+def per_call_cpu(rates: list[dict[str, Any]], rate: float, keys: tuple[tuple[str, str], ...]) -> str:
+    """What each party spent per call at ``rate``, in microseconds of CPU: 100 % of a core at R calls/s is
+    1,000,000 / R µs per call."""
+    r = next(r for r in rates if r["rate"] == rate)
+    parts = [f"{label} {round(r[key] * 10_000 / rate)} µs" for label, key in keys if r.get(key) is not None]
+    return " + ".join(parts) + f" = {round(sum(r[key] for _, key in keys if r.get(key)) * 10_000 / rate)} µs"
+
+
 def fmt(v: Any) -> str:
     return "–" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
 
@@ -201,6 +212,12 @@ def report(h: dict[str, Any], b: dict[str, Any], args: argparse.Namespace, start
         bound += f"; {' and '.join(capped)} held the cap of {fmt(args.max_rate)} calls/s, so that figure is a lower bound"
     lines += ["", f"Highest rate with pop p99 ≤ 100 ms and nothing missing: Hej CTI {fmt(hb)} calls/s, baseline "
               f"{fmt(bb)} calls/s ({share} of the baseline; {bound})."]
+    per_call = [f"{name} {per_call_cpu(side['sweep']['rates'], best, keys)}"
+                for name, side, best, keys in (("Hej CTI", h, hb, CPU_KEYS), ("baseline", b, bb, CPU_KEYS[::2]))
+                if best]
+    if per_call:
+        lines += ["", "CPU per call at each side's highest clean rate (the two cores are shared by all of them): "
+                  + "; ".join(per_call) + "."]
     if h.get("idle") and b.get("idle"):
         hi, bi = h["idle"], b["idle"]
         r = hi["rates"][0]
@@ -229,7 +246,7 @@ def report(h: dict[str, Any], b: dict[str, Any], args: argparse.Namespace, start
         lines.append(f"- {h['idle']['sessions']:,} idle sessions: {h['idle']['kib_per_session']} KiB each (target ≤ 20); "
                      f"with them connected, 200 calls/s gives pop p99 {fmt(r['pop_p99_ms'])} ms and webhook p99 "
                      f"{fmt(r['webhook_p99_ms'])} ms.")
-    lines += ["", "Reproduce: `make bench` (about ten minutes; `python -m bench --help` for rates, duration and "
+    lines += ["", "Reproduce: `make bench` (about five minutes; `python -m bench --help` for rates, duration and "
               "session counts). The load generator shares the two cores with the server, as the baseline does; "
               "100 % is one core."]
     return "\n".join(lines) + "\n"
