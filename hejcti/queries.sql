@@ -17,9 +17,16 @@ SELECT hejcti_ingest($1, $2, $3, $4, $5::jsonb) AS event_id;
 -- name: events_after
 -- The listener's catch-up after a reconnect or a missed notification: recent events above its watermark,
 -- and the ids below it that it has not seen yet (gaps left by transactions that committed out of order).
-SELECT id, account_id, call_id, event, data, received_at AS at
-  FROM call_events
- WHERE (id > $1 OR id = ANY($2::bigint[])) AND received_at > now() - make_interval(secs => $3)
+-- Two index ranges, not `id > $1 OR id = ANY($2)`: the generic plan of the OR read the whole table from its
+-- first id on, every poll.
+SELECT id, account_id, call_id, event, data, at FROM (
+    (SELECT id, account_id, call_id, event, data, received_at AS at FROM call_events
+      WHERE id > $1 AND received_at > now() - make_interval(secs => $3)
+      ORDER BY id LIMIT $4)
+    UNION ALL
+    (SELECT id, account_id, call_id, event, data, received_at AS at FROM call_events
+      WHERE id = ANY($2::bigint[]) AND id <= $1 AND received_at > now() - make_interval(secs => $3))
+) e
  ORDER BY id
  LIMIT $4;
 
@@ -132,9 +139,10 @@ SELECT 1;
 -- name: record_claim
 -- Ready jobs and notes to append; and a job still waiting for another leg (a forward) once it has waited two
 -- minutes with no leg of its call still open (a forward to an outside number sends no further leg).
+-- `= ANY(ARRAY(…))` makes the claimed ids one index lookup each; `IN (…)` got a plan that read the whole table.
 UPDATE call_records r SET lease_until = now() + interval '60 seconds', attempts = attempts + 1,
        state = CASE WHEN r.state = 'waiting' THEN 'ready' ELSE r.state END, updated_at = now()
- WHERE r.id IN (SELECT j.id FROM call_records j
+ WHERE r.id = ANY(ARRAY(SELECT j.id FROM call_records j
                  WHERE j.account_id = ANY($1::text[])
                    AND (j.lease_until IS NULL OR j.lease_until < now())
                    AND ((j.state = 'ready' OR j.note_pending) AND j.run_after <= now()
@@ -143,7 +151,7 @@ UPDATE call_records r SET lease_until = now() + interval '60 seconds', attempts 
                            AND NOT EXISTS (SELECT 1 FROM calls o
                                             WHERE o.account_id = j.account_id AND o.ended_at IS NULL
                                               AND (o.xcid = j.record_key OR o.call_id = ANY(j.call_ids))))
-                 ORDER BY j.run_after LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 ORDER BY j.run_after LIMIT $2 FOR UPDATE SKIP LOCKED))
 RETURNING r.id, r.account_id, r.record_key, r.call_ids, r.state, r.data, r.note, r.note_pending, r.note_sent,
           r.attempts, r.crm_record_id, r.crm_url;
 

@@ -26,3 +26,36 @@ async def test_a_listener_back_after_more_than_a_page_catches_up_everything_at_o
         assert [ev.call_id for ev in got] == [f"CL{i:02d}" for i in range(12)]
     finally:
         await listener.stop()
+
+
+async def test_an_event_that_commits_after_a_later_one_is_delivered_by_the_poll(pool, database_url):
+    """Ids are taken at insert and become visible at commit: a transaction that commits after a later id was
+    seen leaves a gap below the watermark, which the poll fills (here its notification is lost too)."""
+    await pool.execute("INSERT INTO accounts (id, name, crm_kind, webhook_token_hash, webhook_nonce, admin_token_hash)"
+                       " VALUES ('acc_g', 'G', 'hubspot', $1, 'n', $2)", tokens.digest("g"), tokens.digest("ag"))
+    got = []
+    listener = Listener(database_url, got.append, Metrics(), poll_interval=0.2)
+    listener.start()
+    try:
+        await asyncio.wait_for(listener.connected.wait(), 10)
+        async with pool.acquire() as slow:
+            tx = slow.transaction()
+            await tx.start()
+            # inserted without NOTIFY: as if its notification never arrived
+            await slow.execute("INSERT INTO call_events (account_id, call_id, event, data)"
+                               " VALUES ('acc_g', 'SLOW', 'newCall', '{}')")
+            await pool.fetchval("SELECT hejcti_ingest('acc_g', 'newCall', 'FAST', '', '{}'::jsonb)")
+            for _ in range(100):
+                if [ev.call_id for ev in got] == ["FAST"]:
+                    break
+                await asyncio.sleep(0.05)
+            assert [ev.call_id for ev in got] == ["FAST"]
+            await tx.commit()
+        for _ in range(100):
+            if len(got) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert [ev.call_id for ev in got] == ["FAST", "SLOW"]
+        assert got[1].id < got[0].id  # the gap below the watermark, filled
+    finally:
+        await listener.stop()
