@@ -88,15 +88,16 @@ class WebSocketHandler:
         session.send_json(protocol.reply("auth_ok", auth.id, user_id=session.user_id,
                                          account_id=session.account_id, session_id=session.id))
         session.start()
-        resume = auth.resume if self.replay is not None else None
-        if resume is not None:
+        # not started yet: it runs below, once the session is in the hub
+        replay = self.replay(session, auth.resume) if self.replay is not None and auth.resume is not None else None
+        if replay is not None:
             session.hold()  # live events wait until the replay is out: what was missed comes first
         self.hub.add(session)  # live events from here on; the replay below skips what overlaps
         log.info("session.opened", session=session.id, account=session.account_id, user=session.sipgate_user,
                  resume=auth.resume)
-        if resume is not None and self.replay is not None:
+        if replay is not None:
             try:
-                await self.replay(session, resume)
+                await replay
             except DatabaseUnavailableError:
                 log.warning("session.resume.failed", session=session.id)
             finally:
