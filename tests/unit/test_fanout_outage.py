@@ -6,10 +6,8 @@ import asyncio
 import json
 
 from hejcti.errors import DatabaseUnavailableError
-from hejcti.metrics import Metrics
 from hejcti.models import Event
-from hejcti.sessions import Hub, Session
-from workers.fanout import Fanout
+from tests.unit.fanout_kit import fanout_with_sessions
 
 
 class DownAccounts:
@@ -17,20 +15,8 @@ class DownAccounts:
         raise DatabaseUnavailableError("connection refused")
 
 
-def fanout_with_one_session(accounts, workers: int = 1) -> tuple[Fanout, Session]:
-    """A fan-out over one socket-less session of w0 (its queue is what the extension would receive)."""
-    metrics = Metrics()
-    hub = Hub(metrics)
-    s = Session(None, user_id="usr_1", account_id="acc_1", sipgate_user="w0", crm_user=None,  # type: ignore[arg-type]
-                limit=10, metrics=metrics)
-    hub.add(s)
-    fanout = Fanout(hub=hub, store=None, accounts=accounts, lookups=None, metrics=metrics,  # type: ignore[arg-type]
-                    deadline_s=1.5, workers=workers)
-    return fanout, s
-
-
 async def test_a_ring_pops_unresolved_when_the_account_cannot_be_read():
-    fanout, s = fanout_with_one_session(DownAccounts())
+    fanout, (s,) = fanout_with_sessions(DownAccounts())
     ev = Event(id=5, account_id="acc_1", call_id="C1", event="newCall", at="2026-12-02T01:00:00Z",
                data={"direction": "in", "number": "+4915791234567", "users": ["w0"], "anonymous": False})
     await fanout.handle(ev)
@@ -50,7 +36,7 @@ class SlowAccounts:
 
 
 async def test_a_calls_events_go_out_in_order_while_its_ringing_waits_for_the_account():
-    fanout, s = fanout_with_one_session(SlowAccounts(), workers=3)
+    fanout, (s,) = fanout_with_sessions(SlowAccounts(), workers=3)
     fanout.start()
     base = {"direction": "in", "number": None, "anonymous": True, "users": ["w0"]}
     for seq, event, extra in ((1, "newCall", {}), (2, "answer", {"by": "w0"}), (3, "hangup", {"cause": "normalClearing"})):

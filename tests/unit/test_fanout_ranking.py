@@ -7,10 +7,8 @@ from datetime import UTC, datetime
 
 from hejcti.crm.base import Contact
 from hejcti.lookup import Account
-from hejcti.metrics import Metrics
 from hejcti.models import Event
-from hejcti.sessions import Hub, Session
-from workers.fanout import Fanout
+from tests.unit.fanout_kit import fanout_with_sessions
 
 OLD, NEW = datetime(2024, 1, 1, tzinfo=UTC), datetime(2025, 11, 1, tzinfo=UTC)
 CONTACTS = [Contact(crm="hubspot", kind="contact", id="mine", name="Mine", owner_id="u-me", modified_at=OLD),
@@ -28,15 +26,8 @@ class CachedLookups:
 
 
 async def test_an_unmapped_session_gets_no_other_users_records_first():
-    metrics = Metrics()
-    hub = Hub(metrics)
-    mapped, unmapped = (Session(None, user_id=f"usr_{u}", account_id="acc_1", sipgate_user=u,  # type: ignore[arg-type]
-                                crm_user=crm_user, limit=10, metrics=metrics)
-                        for u, crm_user in (("w0", "u-me"), ("w1", None)))
-    hub.add(mapped)
-    hub.add(unmapped)
-    fanout = Fanout(hub=hub, store=None, accounts=Accounts(), lookups=CachedLookups(),  # type: ignore[arg-type]
-                    metrics=metrics, deadline_s=1.5, workers=1)
+    fanout, (mapped, unmapped) = fanout_with_sessions(Accounts(), lookups=CachedLookups(),
+                                                      users=(("w0", "u-me"), ("w1", None)))
     await fanout.handle(Event(id=1, account_id="acc_1", call_id="C1", event="newCall", at="2026-12-02T01:00:00Z",
                               data={"direction": "in", "number": "+4915791234567", "users": ["w0", "w1"]}))
     assert [c["id"] for c in json.loads(mapped._queue[0])["contacts"]] == ["mine", "newest"]
