@@ -10,11 +10,24 @@ from workers import listener as listener_mod
 from workers.listener import Listener
 
 
+async def add_account(pool, account_id: str) -> None:
+    await pool.execute("INSERT INTO accounts (id, name, crm_kind, webhook_token_hash, webhook_nonce, admin_token_hash)"
+                       " VALUES ($1, $1, 'hubspot', $2, 'n', $3)", account_id, tokens.digest(account_id),
+                       tokens.digest("admin-" + account_id))
+
+
+async def until(check, timeout: float = 5.0) -> None:
+    """Wait until ``check()`` holds or ``timeout`` is up; the assertion after it says what did not happen."""
+    for _ in range(int(timeout / 0.05)):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+
+
 async def test_a_listener_back_after_more_than_a_page_catches_up_everything_at_once(pool, database_url,
                                                                                   monkeypatch):
     monkeypatch.setattr(listener_mod, "PAGE", 5)  # 12 missed events are more than two pages
-    await pool.execute("INSERT INTO accounts (id, name, crm_kind, webhook_token_hash, webhook_nonce, admin_token_hash)"
-                       " VALUES ('acc_l', 'L', 'hubspot', $1, 'n', $2)", tokens.digest("l"), tokens.digest("al"))
+    await add_account(pool, "acc_l")
     for i in range(12):  # while no listener is connected: no notification reaches it
         await pool.fetchval("SELECT hejcti_ingest('acc_l', 'newCall', $1, '', '{}'::jsonb)", f"CL{i:02d}")
     got = []
@@ -31,8 +44,7 @@ async def test_a_listener_back_after_more_than_a_page_catches_up_everything_at_o
 async def test_an_event_that_commits_after_a_later_one_is_delivered_by_the_poll(pool, database_url):
     """Ids are taken at insert and become visible at commit: a transaction that commits after a later id was
     seen leaves a gap below the watermark, which the poll fills (here its notification is lost too)."""
-    await pool.execute("INSERT INTO accounts (id, name, crm_kind, webhook_token_hash, webhook_nonce, admin_token_hash)"
-                       " VALUES ('acc_g', 'G', 'hubspot', $1, 'n', $2)", tokens.digest("g"), tokens.digest("ag"))
+    await add_account(pool, "acc_g")
     got = []
     listener = Listener(database_url, got.append, Metrics(), poll_interval=0.2)
     listener.start()
@@ -45,16 +57,10 @@ async def test_an_event_that_commits_after_a_later_one_is_delivered_by_the_poll(
             await slow.execute("INSERT INTO call_events (account_id, call_id, event, data)"
                                " VALUES ('acc_g', 'SLOW', 'newCall', '{}')")
             await pool.fetchval("SELECT hejcti_ingest('acc_g', 'newCall', 'FAST', '', '{}'::jsonb)")
-            for _ in range(100):
-                if [ev.call_id for ev in got] == ["FAST"]:
-                    break
-                await asyncio.sleep(0.05)
+            await until(lambda: len(got) == 1)
             assert [ev.call_id for ev in got] == ["FAST"]
             await tx.commit()
-        for _ in range(100):
-            if len(got) == 2:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: len(got) == 2)
         assert [ev.call_id for ev in got] == ["FAST", "SLOW"]
         assert got[1].id < got[0].id  # the gap below the watermark, filled
     finally:
