@@ -145,15 +145,16 @@ def best_rate(rates: list[dict[str, Any]]) -> float | None:
     return max(ok) if ok else None
 
 
-CPU_KEYS = (("server", "server_cpu_pct"), ("PostgreSQL", "postgres_cpu_pct"), ("load generator", "load_cpu_pct"))
+HEJ_CPU = (("server", "server_cpu_pct"), ("PostgreSQL", "postgres_cpu_pct"), ("load generator", "load_cpu_pct"))
+BASELINE_CPU = (("server", "server_cpu_pct"), ("load generator", "load_cpu_pct"))
 
 
 def per_call_cpu(rates: list[dict[str, Any]], rate: float, keys: tuple[tuple[str, str], ...]) -> str:
     """What each party spent per call at ``rate``, in microseconds of CPU: 100 % of a core at R calls/s is
     1,000,000 / R µs per call."""
     r = next(r for r in rates if r["rate"] == rate)
-    parts = [f"{label} {round(r[key] * 10_000 / rate)} µs" for label, key in keys if r.get(key) is not None]
-    return " + ".join(parts) + f" = {round(sum(r[key] for _, key in keys if r.get(key)) * 10_000 / rate)} µs"
+    us = [(label, round(r[key] * 10_000 / rate)) for label, key in keys if r.get(key) is not None]
+    return " + ".join(f"{label} {v} µs" for label, v in us) + f" = {sum(v for _, v in us)} µs"
 
 
 def fmt(v: Any) -> str:
@@ -213,7 +214,7 @@ def report(h: dict[str, Any], b: dict[str, Any], args: argparse.Namespace, start
     lines += ["", f"Highest rate with pop p99 ≤ 100 ms and nothing missing: Hej CTI {fmt(hb)} calls/s, baseline "
               f"{fmt(bb)} calls/s ({share} of the baseline; {bound})."]
     per_call = [f"{name} {per_call_cpu(side['sweep']['rates'], best, keys)}"
-                for name, side, best, keys in (("Hej CTI", h, hb, CPU_KEYS), ("baseline", b, bb, CPU_KEYS[::2]))
+                for name, side, best, keys in (("Hej CTI", h, hb, HEJ_CPU), ("baseline", b, bb, BASELINE_CPU))
                 if best]
     if per_call:
         lines += ["", "CPU per call at each side's highest clean rate (the two cores are shared by all of them): "
