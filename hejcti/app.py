@@ -62,7 +62,8 @@ def create_app(settings: Settings, database_url: str, role: Role = "all") -> web
         app[POOL] = pool
         app[STORE] = Store(pool)
         yield
-        await asyncio.wait_for(pool.close(), 10)
+        async with asyncio.timeout(10):
+            await pool.close()
 
     async def http_ctx(app: web.Application) -> AsyncIterator[None]:
         app[HTTP] = session = aiohttp.ClientSession(
@@ -78,7 +79,8 @@ def create_app(settings: Settings, database_url: str, role: Role = "all") -> web
         ingest.start()
         yield
         await ingest.stop()
-        await asyncio.wait_for(pool.close(), 10)
+        async with asyncio.timeout(10):
+            await pool.close()
 
     async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
         store = app[STORE]
@@ -170,7 +172,8 @@ async def healthz(_: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     try:
-        await asyncio.wait_for(request.app[POOL].fetchval("SELECT 1"), timeout=1.0)
+        async with asyncio.timeout(1.0):
+            await request.app[POOL].fetchval("SELECT 1")
     except (*UNAVAILABLE, asyncpg.PostgresError):
         return web.json_response({"status": "unavailable", "database": "down"}, status=503)
     return web.json_response({"status": "ready", "database": "up"})

@@ -50,7 +50,8 @@ async def demo(settings: Settings, quiet: bool = False) -> dict[str, Any]:
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         base = f"http://127.0.0.1:{runner.addresses[0][1]}"
         settings.public_url = base
-        await asyncio.wait_for(runner.app[LISTENER].connected.wait(), 10)
+        async with asyncio.timeout(10):
+            await runner.app[LISTENER].connected.wait()
         _say(quiet, f"server:    {base} ({'embedded PostgreSQL in ' + str(settings.data_dir) if embedded else 'shared PostgreSQL'})")
         return await _call(settings, url, base, quiet)
     finally:

@@ -134,7 +134,8 @@ class Session:
 
     async def _close(self, code: int, message: bytes) -> None:
         try:
-            await asyncio.wait_for(self.ws.close(code=code, message=message), timeout=10)
+            async with asyncio.timeout(10):
+                await self.ws.close(code=code, message=message)
         except (TimeoutError, ConnectionError, RuntimeError):
             if self.transport is not None:
                 self.transport.abort()

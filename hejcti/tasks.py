@@ -58,5 +58,6 @@ class Periodic:
             except Exception:
                 log.exception(f"{self.name}.crashed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
             self._wake.clear()

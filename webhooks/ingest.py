@@ -90,14 +90,15 @@ class Ingest:
     async def _flush(self, batch: list[_Item]) -> None:
         self._metrics.batch_size.observe(len(batch))
         try:
-            rows = await asyncio.wait_for(self._pool.fetch(
-                self._sql,
-                [i.token_hash for i in batch],
-                [i.push.event for i in batch],
-                [i.push.call_id for i in batch],
-                [i.push.dedup for i in batch],
-                [i.push.data for i in batch],
-            ), timeout=self._timeout)
+            async with asyncio.timeout(self._timeout):
+                rows = await self._pool.fetch(
+                    self._sql,
+                    [i.token_hash for i in batch],
+                    [i.push.event for i in batch],
+                    [i.push.call_id for i in batch],
+                    [i.push.dedup for i in batch],
+                    [i.push.data for i in batch],
+                )
         except (*UNAVAILABLE, asyncpg.PostgresError) as e:
             if isinstance(e, asyncpg.PostgresError) and not isinstance(e, UNAVAILABLE):
                 log.error("webhook.store.failed", error=type(e).__name__, detail=str(e)[:200], batch=len(batch))

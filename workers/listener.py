@@ -97,7 +97,8 @@ class Listener:
         conn, self.conn = self.conn, None
         if conn is not None and not conn.is_closed():
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 2)
+                async with asyncio.timeout(2):
+                    await conn.close()
         elif conn is not None:
             conn.terminate()
         if self.connected.is_set() or conn is not None:
@@ -117,7 +118,8 @@ class Listener:
                 raise ConnectionError("listener connection closed")
             self._wake.clear()
             # the poll doubles as the liveness probe: a dead connection fails here within the timeout
-            await asyncio.wait_for(self._catch_up(), timeout=max(5.0, self._poll * 2))
+            async with asyncio.timeout(max(5.0, self._poll * 2)):
+                await self._catch_up()
 
     async def _catch_up(self) -> None:
         assert self.conn is not None

@@ -164,7 +164,8 @@ class Records(Periodic):
     async def _crm(self, aw: Any, crm: str) -> Any:
         """A CRM step of a job, cut off at ``crm_timeout_s`` (the adapter's own retries live inside)."""
         try:
-            return await asyncio.wait_for(aw, self._crm_timeout)
+            async with asyncio.timeout(self._crm_timeout):
+                return await aw
         except TimeoutError as e:  # adapters turn their own timeouts into CrmTimeoutError: this one is ours
             raise CrmTimeoutError(f"{crm} took longer than {self._crm_timeout:g} s", crm=crm) from e
 

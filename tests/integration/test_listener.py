@@ -65,3 +65,24 @@ async def test_an_event_that_commits_after_a_later_one_is_delivered_by_the_poll(
         assert got[1].id < got[0].id  # the gap below the watermark, filled
     finally:
         await listener.stop()
+
+
+
+async def test_a_listener_stopped_by_what_its_poll_delivers_stops(pool, database_url):
+    """A stop asked for while a poll hands over its events lands in the pass where that poll finishes: Python
+    3.11's wait_for returned the poll's result there and dropped the cancel, and the stop waited for ever."""
+    await add_account(pool, "acc_s")
+    stopping: list[asyncio.Task[None]] = []
+    listener = Listener(database_url, lambda _ev: stopping.append(asyncio.ensure_future(listener.stop())),
+                        Metrics(), poll_interval=0.05)
+    listener.start()
+    try:
+        await asyncio.wait_for(listener.connected.wait(), 10)
+        await pool.execute("INSERT INTO call_events (account_id, call_id, event, data)"  # no NOTIFY: the poll
+                           " VALUES ('acc_s', 'S1', 'newCall', '{}')")
+        await until(lambda: len(stopping) == 1)
+        async with asyncio.timeout(5):
+            await stopping[0]
+        assert listener.conn is None and listener._task is not None and listener._task.done()
+    finally:
+        await listener.stop()
