@@ -8,12 +8,17 @@ from typing import Any
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
-    """Cancel a task and wait until it has finished; nothing if there is none."""
+    """Cancel a task and wait until it has finished; nothing if there is none. The task's own cancellation
+    ends here; a cancel of the caller (a shutdown cut short, a timeout around the stop) goes on up."""
     if task is None:
         return
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
+    try:
         await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
 
 
 class Periodic:

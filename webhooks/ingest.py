@@ -10,7 +10,6 @@ Each push still gets its own answer: stored, repeated (no second effect), unknow
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,6 +19,7 @@ from hejcti import logs
 from hejcti.errors import DatabaseUnavailableError
 from hejcti.metrics import Metrics
 from hejcti.store import UNAVAILABLE, q
+from hejcti.tasks import cancel_and_wait
 from webhooks.sipgate import Push
 
 log = logs.get("webhooks.ingest")
@@ -57,10 +57,7 @@ class Ingest:
         end = loop.time() + self._timeout
         while (self._pending or self._inflight) and loop.time() < end:
             await asyncio.sleep(0.01)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         for task in list(self._inflight):
             task.cancel()
         await asyncio.gather(*self._inflight, return_exceptions=True)

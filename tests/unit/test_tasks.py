@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from hejcti.tasks import Periodic
+import pytest
+
+from hejcti.tasks import Periodic, cancel_and_wait
 
 
 class Counting(Periodic):
@@ -33,3 +35,18 @@ async def test_a_loop_woken_in_the_same_pass_as_its_stop_still_stops():
     assert p._task is not None and p._task.cancelled()
     assert p.runs == 1
 
+
+async def test_a_stop_that_is_itself_cut_short_says_so():
+    async def slow_to_stop():
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(3600)  # a clean-up that takes its time
+            raise
+
+    task = asyncio.create_task(slow_to_stop())
+    await asyncio.sleep(0)
+    with pytest.raises(TimeoutError):  # was swallowed: the caller went on as if the task had stopped
+        async with asyncio.timeout(0.05):
+            await cancel_and_wait(task)
+    assert task.done()  # the second cancel, from the timeout, reached the task's clean-up
