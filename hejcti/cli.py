@@ -42,7 +42,9 @@ def _settings_parent() -> argparse.ArgumentParser:
         if name in ("host", "port"):
             continue  # serve declares them itself; --url/--public-url cover the rest
         g.add_argument("--" + name.replace("_", "-"), dest=name, default=None, metavar=name.upper())
-    p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    # SUPPRESS: a --json given before the command (``hejcti --json account list``) is not reset to False here
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                   help="print exactly one JSON object on stdout")
     return p
 
 
@@ -50,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = _settings_parent()
     parser = Parser(prog="hejcti", description="Hej CTI: sipgate calls to CRM screen-pops")
     parser.add_argument("--version", action="version", version=f"hejcti {__version__}")
+    parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("serve", parents=[common], help="run the server")

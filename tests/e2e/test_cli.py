@@ -51,6 +51,14 @@ async def test_migrate_is_safe_to_run_again(env):
         assert one_json(await hejcti(env, "migrate", "--json")) == {"migrated": True}
 
 
+async def test_json_may_come_before_the_command(env):
+    created = one_json(await hejcti(env, "--json", "account", "create", "--name", "Early", "--crm", "hubspot"))
+    listed = one_json(await hejcti(env, "--json", "account", "list"))
+    assert [a["account_id"] for a in listed["accounts"]] == [created["account_id"]]
+    plain = await hejcti(env, "account", "list")  # without it, the text form
+    assert created["account_id"] in plain.stdout and not plain.stdout.lstrip().startswith("{")
+
+
 async def test_account_lifecycle(env, tmp_path):
     created = one_json(await hejcti(env, "account", "create", "--name", "Acme", "--crm", "salesforce",
                                     "--crm-instance", "https://acme.my.salesforce.com", "--json"))
