@@ -257,7 +257,7 @@ def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench")
     p.add_argument("--rates", default="50,100,200,400,800,1200,1600",
                    type=lambda s: [float(x) for x in s.split(",")])
-    p.add_argument("--max-rate", type=float, default=8000,
+    p.add_argument("--max-rate", type=float, default=16000,
                    help="past the fixed rates, raise the rate until it fails or reaches this (0: fixed rates only)")
     p.add_argument("--refine", type=int, default=2, help="bisections between the last held and the first failed rate")
     p.add_argument("--duration", type=float, default=5.0)
