@@ -56,6 +56,14 @@ MAX_ATTEMPTS = 12
 DONE_TRIES, DONE_PAUSE_S = 4, 0.5
 
 
+def note_held(note: str, body: str | None) -> int:
+    """How much of ``note`` a found record's description ends with. The attempt that wrote it sent the note as
+    it was then, and notes only grow at the end, a line at a time: the longest such head of today's note."""
+    text = (body or "").replace("\r\n", "\n").rstrip()
+    ends = [i for i, ch in enumerate(note) if ch == "\n"] + [len(note)]
+    return next((end for end in reversed(ends) if note[:end].strip() and text.endswith(note[:end].rstrip())), 0)
+
+
 def backoff(attempts: int) -> float:
     return min(3600.0, 5.0 * 2 ** max(0, attempts - 1)) * random.uniform(0.8, 1.2)
 
@@ -234,7 +242,14 @@ class Records(Periodic):
                     found = []
                 if found:
                     record = replace(record, contact=found[0])
-            logged = await self._crm(adapter.log_call(record, creds), account.crm_kind)
+            earlier = None
+            if row["attempts"] > 1:  # an earlier attempt may have written it and lost the answer
+                earlier = await self._crm(adapter.find_logged(record, creds), account.crm_kind)
+            if earlier is not None:
+                logged, sent = earlier, note_held(note, earlier.body)
+            else:
+                logged = await self._crm(adapter.log_call(record, creds), account.crm_kind)
+                sent = len(note)  # the record's description holds the note as claimed
         except CrmAuthError as e:
             if session is not None:
                 session.ask_credentials("expired")
@@ -255,13 +270,16 @@ class Records(Periodic):
             log.warning("call.record.failed", record=job_id, account=account.id, crm=account.crm_kind,
                         kind=e.kind, error=str(e))
             return
-        self._metrics.records.labels(account.crm_kind, "written").inc()
-        log.info("call.record.written", record=job_id, account=account.id, crm=account.crm_kind,
-                 crm_record=logged.record_id)
-        # the record's description holds the note as claimed: that much of it is in the CRM now
+        if earlier is not None:  # not written twice: the job ends as the lost answer would have ended it
+            log.info("call.record.found", record=job_id, account=account.id, crm=account.crm_kind,
+                     crm_record=logged.record_id, attempts=row["attempts"])
+        else:
+            self._metrics.records.labels(account.crm_kind, "written").inc()
+            log.info("call.record.written", record=job_id, account=account.id, crm=account.crm_kind,
+                     crm_record=logged.record_id)
         if not await self._finish(q("record_done"), job_id, account.id, logged.record_id, logged.record_id, logged.url,
-                                  len(note)):
-            self._written[job_id] = (logged, len(note))
+                                  sent):
+            self._written[job_id] = (logged, sent)
             return
         self._logged(account.id, account.crm_kind, row, data, logged)
 

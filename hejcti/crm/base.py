@@ -109,6 +109,8 @@ class CallRecord:
 class LoggedRecord:
     record_id: str
     url: str | None = None
+    #: the record's description as the CRM holds it, where ``find_logged`` read it back
+    body: str | None = None
 
 
 # ------------------------------------------------------------------------------------------- errors
@@ -285,6 +287,13 @@ class CrmAdapter:
     async def append_note(self, record_id: str, text: str, creds: Credentials | None) -> None:
         """Append ``text`` to the description/body of an existing call record."""
         raise NotImplementedError
+
+    async def find_logged(self, record: CallRecord, creds: Credentials | None) -> LoggedRecord | None:
+        """The call record an earlier attempt of this job wrote although its answer never came back (a
+        timeout, a dropped connection, a crash before the job was marked done), found by ``record.key``, with
+        its description in ``body``. None when there is none, and where the CRM offers no field to find it
+        by: there a retry after a lost answer can write the record a second time."""
+        return None
 
     async def close(self) -> None:
         """Release what the adapter holds (files, caches). The HTTP session belongs to the app."""

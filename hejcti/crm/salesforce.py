@@ -5,7 +5,8 @@
 unconverted Leads and Accounts with the number's digit-only forms (nothing to escape), every hit verified on
 its phone fields. Deep links in Lightning form (``https://acme.lightning.force.com/lightning/r/Contact/{id}/view``)
 for My Domain orgs, else ``{instance}/{id}``. Records: a Task with ``TaskSubtype: Call``; a note is appended to
-the Task's Description.
+the Task's Description. A retry after a lost answer first asks for the Task by its ``CallObject`` (the job's key),
+so the call is not logged twice.
 """
 
 from __future__ import annotations
@@ -152,6 +153,21 @@ class Adapter(CrmAdapter):
         if not isinstance(data, dict) or not data.get("id"):
             raise CrmPermanentError("salesforce created no Task", crm=self.kind)
         return LoggedRecord(record_id=data["id"], url=self._ui(base, "Task", data["id"]))
+
+    async def find_logged(self, record: CallRecord, creds: Credentials | None) -> LoggedRecord | None:
+        # CallObject, the CTI call identifier (reference §1.5), holds the job's key: a filterable Task field
+        base = self.base_url(creds)
+        key = record.key[:255].replace("\\", "\\\\").replace("'", "\\'")  # SOQL string quoting
+        soql = f"SELECT Id, Description FROM Task WHERE CallObject = '{key}' ORDER BY CreatedDate LIMIT 1"  # noqa: S608  # SOQL to Salesforce, the key quoted
+        data = await self.request("GET", f"{base}/services/data/{VERSION}/query/", creds=creds, params={"q": soql},
+                                  budget=10)
+        rows = data.get("records") if isinstance(data, dict) else None
+        if not isinstance(rows, list):
+            raise CrmPermanentError("salesforce query: unexpected answer", crm=self.kind)
+        if not rows or not isinstance(rows[0], dict) or not rows[0].get("Id"):
+            return None
+        rid = str(rows[0]["Id"])
+        return LoggedRecord(record_id=rid, url=self._ui(base, "Task", rid), body=rows[0].get("Description") or "")
 
     async def append_note(self, record_id: str, text: str, creds: Credentials | None) -> None:
         base = self.base_url(creds)

@@ -59,3 +59,21 @@ async def test_crm_slower_than_the_deadline_then_resolved(make_harness, spec: Sp
         assert ringing["resolved"] is False and ringing["contacts"] == []
         resolved = await rep.expect("call.resolved")
         assert [c["id"] for c in resolved["contacts"]] == [spec.ids[0]]
+
+
+async def test_salesforce_call_whose_create_answer_was_lost_is_logged_once(harness):
+    """The Task is stored and the connection drops before its answer: the job's retry finds the Task by its
+    CallObject instead of logging the call a second time, and the pop still learns where it went."""
+    spec = next(s for s in SPECS if s.kind == "salesforce")
+    state = spec.fake.State()
+    state.drop_create_answers = 1
+    async with Running(spec.fake.make_app(state)) as base:
+        acc = await harness.account(crm="salesforce", crm_instance=base)
+        rep = await harness.connect(await harness.user(acc["account_id"], "w0"))
+        assert (await rep.request({"type": "crm.credentials", "access_token": "good-token", "id": 1}))["ok"]
+        await harness.post(acc["url"], new_call("CLOSTSF"))
+        await rep.expect("call.ringing")
+        await harness.post(acc["url"], hangup("CLOSTSF"))
+        logged = await rep.expect("call.logged", timeout=30)
+        (created,) = state.created
+        assert logged["record_id"] == created["id"] and state.count("GET", "/query/") == 1

@@ -34,6 +34,7 @@ class State(FakeState):
     #: digits with a term (look-alikes the adapter must drop when it verifies the hits)
     loose: bool = False
     returned: list[str] = field(default_factory=list)  # ids of every record a search answered with
+    drop_create_answers: int = 0  # the next creates store the Task, then drop the connection unanswered
 
     def add_contact(self, cid: str, first: str, last: str, phone: str, owner: str | None = None,
                     company_id: str | None = None, company: str | None = None, sobject: str = "Contact",
@@ -66,6 +67,7 @@ class Fake(FakeCrm):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/services/data/{v}/search/", self.search)
+        app.router.add_get("/services/data/{v}/query/", self.query)
         app.router.add_post("/services/data/{v}/sobjects/Task/", self.create_task)
         app.router.add_get("/services/data/{v}/sobjects/Task/{id}", self.get_task)
         app.router.add_patch("/services/data/{v}/sobjects/Task/{id}", self.patch_task)
@@ -98,6 +100,19 @@ class Fake(FakeCrm):
                 out.append(row)
         return json_response({"searchRecords": out})
 
+    async def query(self, request: web.Request) -> web.Response:
+        """SOQL, as far as the adapter asks it: the Tasks with a given CallObject, oldest first."""
+        soql = request.query.get("q", "")
+        m = re.fullmatch(r"SELECT Id, Description FROM Task WHERE CallObject = '((?:[^'\\]|\\.)*)'"
+                         r" ORDER BY CreatedDate LIMIT 1", soql)
+        if not m:
+            return json_response([{"message": f"unexpected SOQL: {soql}", "errorCode": "MALFORMED_QUERY"}], 400)
+        key = re.sub(r"\\(.)", r"\1", m.group(1))
+        rows = [{"attributes": {"type": "Task", "url": f"/services/data/v62.0/sobjects/Task/{tid}"}, "Id": tid,
+                 "Description": t.get("Description")}
+                for tid, t in self.state.tasks.items() if t.get("CallObject") == key][:1]
+        return json_response({"totalSize": len(rows), "done": True, "records": rows})
+
     async def create_task(self, request: web.Request) -> web.Response:
         body = await request.json()
         if body.get("CallType") not in ("Inbound", "Outbound", "Internal"):
@@ -106,6 +121,10 @@ class Fake(FakeCrm):
         tid = next(_ids)
         self.state.tasks[tid] = body
         self.state.created.append({"id": tid, **body})
+        if self.state.drop_create_answers:
+            self.state.drop_create_answers -= 1
+            assert request.transport is not None
+            request.transport.close()  # stored, and the answer never arrives
         return json_response({"id": tid, "success": True, "errors": []}, 201)
 
     async def get_task(self, request: web.Request) -> web.Response:

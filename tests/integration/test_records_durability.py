@@ -13,7 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from hejcti import tokens
-from hejcti.crm.base import CallRecord, Credentials, CrmAdapter, LoggedRecord
+from hejcti.crm.base import CallRecord, Credentials, CrmAdapter, CrmTransientError, LoggedRecord
 from hejcti.errors import DatabaseUnavailableError
 from hejcti.lookup import Account
 from hejcti.metrics import Metrics
@@ -80,6 +80,8 @@ class FakeCrm(CrmAdapter):
         self.hang: set[str] = set()  # record keys whose write never answers
         self.gate: asyncio.Event | None = None  # set: the write waits for it
         self.entered = asyncio.Event()
+        self.lose: set[str] = set()  # record keys whose write is stored but its answer lost, once
+        self.finds: list[str] = []  # the keys find_logged was asked for
 
     async def lookup(self, e164: str, creds: Credentials | None, *, crm_user: str | None = None) -> list:
         return []
@@ -95,7 +97,15 @@ class FakeCrm(CrmAdapter):
         rid = f"R{len(self.created) + 1}"
         self.created.append(record)
         self.bodies[rid] = record.description("DE")
+        if record.key in self.lose:
+            self.lose.discard(record.key)
+            raise CrmTransientError("cannot reach fake: ServerDisconnectedError", crm=self.kind)
         return LoggedRecord(rid, f"https://crm.example/{rid}")
+
+    async def find_logged(self, record: CallRecord, creds: Credentials | None) -> LoggedRecord | None:
+        self.finds.append(record.key)
+        rid = next((f"R{i + 1}" for i, c in enumerate(self.created) if c.key == record.key), None)
+        return None if rid is None else LoggedRecord(rid, f"https://crm.example/{rid}", body=self.bodies[rid])
 
     async def append_note(self, record_id: str, text: str, creds: Credentials | None) -> None:
         self.appended.append(text)
@@ -305,6 +315,33 @@ async def test_orphaned_record_is_logged_and_not_written_again(pool):
     assert len(crm.created) == 1
     row = await job(pool)
     assert row["state"] == "done" and row["crm_record_id"] == "R1"
+
+
+async def test_a_record_whose_answer_was_lost_is_found_not_written_again(pool):
+    await seed(pool)
+    crm = FakeCrm()
+    crm.lose.add("LOST")
+    r = records(pool, crm)
+    await ring(pool, "LOST")
+    assert await note(r, "LOST", "first") is True
+    await hang_up(pool, "LOST")
+    await make_ready(pool)
+    assert await r.once() == 1  # written, the answer lost: retried later
+    assert len(crm.created) == 1 and crm.finds == []  # a first attempt does not ask
+    assert (await job(pool))["state"] == "ready"
+    assert await note(r, "LOST", "second") is True  # meanwhile
+    await pool.execute("UPDATE call_records SET run_after = now()")
+    with capture_logs() as logs:
+        assert await r.once() == 1
+    assert crm.finds == ["LOST"] and len(crm.created) == 1  # found, not written again
+    (found,) = [e for e in logs if e["event"] == "call.record.found"]
+    assert found["crm_record"] == "R1" and not [e for e in logs if e["event"] == "call.record.written"]
+    row = await job(pool)
+    assert row["state"] == "done" and row["crm_record_id"] == "R1" and row["note_pending"] is True
+    assert r._hub.published[-1]["record_id"] == "R1"  # noqa: SLF001  # the pop learns where it went
+    assert await r.once() == 1  # only what the found record lacks is appended
+    assert crm.appended == ["second"]
+    assert crm.bodies["R1"].endswith("\n\nfirst\n\nsecond") and crm.bodies["R1"].count("first") == 1
 
 
 # ------------------------------------------------------------- G4: waiting jobs do not wait forever

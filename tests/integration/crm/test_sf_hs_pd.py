@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -198,6 +199,29 @@ async def test_salesforce_request_limit_fails_fast_and_is_not_retried_quickly(ht
             await adapter.lookup(VENDOR_CALLER, GOOD)
         assert len(requests_to(m, SF_SEARCH)) == 1  # even a 30 s budget does not retry the daily limit
     assert e.value.retry_after is not None and e.value.retry_after >= 60
+
+
+async def test_salesforce_finds_the_task_whose_answer_was_lost():
+    spec = BY_KIND["salesforce"]
+    state = spec.fake.State()
+    seed_julia(spec, state)
+    state.drop_create_answers = 1
+    async with Running(spec.fake.make_app(state)) as base, aiohttp.ClientSession() as session:
+        adapter = adapter_class("salesforce")(instance=base, region="DE", http=session, budget=30)
+        (contact,) = await adapter.lookup(CALLER, GOOD)
+        record = replace(call(contact), note="Wants the offer.")
+        with pytest.raises(CrmTransientError) as e:
+            await adapter.log_call(record, GOOD)
+        assert e.value.maybe_applied is True
+        (task,) = state.created  # stored, and not sent again by the adapter's own retries
+        found = await adapter.find_logged(record, GOOD)
+        assert found is not None and found.record_id == task["id"] and found.url == f"{base}/{task['id']}"
+        assert found.body == task["Description"] and found.body.endswith("Wants the offer.")
+        assert await adapter.find_logged(replace(record, key="xc2"), GOOD) is None  # another call's key
+        odd = replace(record, key="it's a \\ key")  # quoted for SOQL, found exactly
+        logged = await adapter.log_call(odd, GOOD)
+        assert (await adapter.find_logged(odd, GOOD)).record_id == logged.record_id
+        assert state.count("GET", "/query/") == 3
 
 
 async def test_salesforce_fake_request_limit_is_one_request():
