@@ -244,7 +244,11 @@ class Records(Periodic):
                     record = replace(record, contact=found[0])
             earlier = None
             if row["attempts"] > 1:  # an earlier attempt may have written it and lost the answer
-                earlier = await self._crm(adapter.find_logged(record, creds), account.crm_kind)
+                try:
+                    earlier = await self._crm(adapter.find_logged(record, creds), account.crm_kind)
+                except CrmPermanentError as e:  # the CRM will not say: write it, as without asking
+                    log.warning("call.record.find_failed", record=job_id, account=account.id,
+                                crm=account.crm_kind, error=str(e))
             if earlier is not None:
                 logged, sent = earlier, note_held(note, earlier.body)
             else:

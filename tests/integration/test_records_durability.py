@@ -13,7 +13,14 @@ import pytest
 from structlog.testing import capture_logs
 
 from hejcti import tokens
-from hejcti.crm.base import CallRecord, Credentials, CrmAdapter, CrmTransientError, LoggedRecord
+from hejcti.crm.base import (
+    CallRecord,
+    Credentials,
+    CrmAdapter,
+    CrmPermanentError,
+    CrmTransientError,
+    LoggedRecord,
+)
 from hejcti.errors import DatabaseUnavailableError
 from hejcti.lookup import Account
 from hejcti.metrics import Metrics
@@ -82,6 +89,7 @@ class FakeCrm(CrmAdapter):
         self.entered = asyncio.Event()
         self.lose: set[str] = set()  # record keys whose write is stored but its answer lost, once
         self.finds: list[str] = []  # the keys find_logged was asked for
+        self.refuse_find = False  # find_logged answers as a CRM that will not run the query
 
     async def lookup(self, e164: str, creds: Credentials | None, *, crm_user: str | None = None) -> list:
         return []
@@ -104,6 +112,8 @@ class FakeCrm(CrmAdapter):
 
     async def find_logged(self, record: CallRecord, creds: Credentials | None) -> LoggedRecord | None:
         self.finds.append(record.key)
+        if self.refuse_find:
+            raise CrmPermanentError("HTTP 400 from fake (INVALID_FIELD)", crm=self.kind, status=400)
         rid = next((f"R{i + 1}" for i, c in enumerate(self.created) if c.key == record.key), None)
         return None if rid is None else LoggedRecord(rid, f"https://crm.example/{rid}", body=self.bodies[rid])
 
@@ -342,6 +352,23 @@ async def test_a_record_whose_answer_was_lost_is_found_not_written_again(pool):
     assert await r.once() == 1  # only what the found record lacks is appended
     assert crm.appended == ["second"]
     assert crm.bodies["R1"].endswith("\n\nfirst\n\nsecond") and crm.bodies["R1"].count("first") == 1
+
+
+async def test_a_crm_that_refuses_the_search_still_gets_the_record(pool):
+    await seed(pool)
+    crm = FakeCrm()
+    crm.lose.add("NOFIND")
+    crm.refuse_find = True
+    r = records(pool, crm)
+    await ended_calls(pool, "NOFIND")
+    assert await r.once() == 1
+    await pool.execute("UPDATE call_records SET run_after = now()")
+    with capture_logs() as logs:
+        assert await r.once() == 1
+    assert crm.finds == ["NOFIND"] and len(crm.created) == 2  # written as without the search: never lost
+    assert [e["event"] for e in logs if e["event"].startswith("call.record.")] == ["call.record.find_failed",
+                                                                                    "call.record.written"]
+    assert (await job(pool))["state"] == "done"
 
 
 # ------------------------------------------------------------- G4: waiting jobs do not wait forever
