@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from hejcti import db
+from hejcti import db, tokens
 
 TEMPLATE = "hejcti_template"
 
@@ -100,3 +100,10 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     p = await db.create_pool(database_url, min_size=1, max_size=4)
     yield p
     await p.close()
+
+
+async def insert_account(pool: asyncpg.Pool, account_id: str, *, crm: str = "hubspot", log_calls: bool = True) -> None:
+    """An account row as the tests below the admin layer need it: its id, a CRM kind, hashed tokens."""
+    await pool.execute("INSERT INTO accounts (id, name, crm_kind, webhook_token_hash, webhook_nonce, admin_token_hash,"
+                       " log_calls) VALUES ($1, $1, $2, $3, $4, $5, $6)", account_id, crm, tokens.digest(account_id),
+                       b"n", tokens.digest("admin-" + account_id), log_calls)

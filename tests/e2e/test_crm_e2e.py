@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from tests.crm_specs import SPECS, Spec
+from tests.crm_specs import BY_KIND, SPECS, Spec
 from tests.e2e.test_fanout import hangup, new_call
 from tests.fakes.base import Running
 
@@ -64,7 +64,7 @@ async def test_crm_slower_than_the_deadline_then_resolved(make_harness, spec: Sp
 async def test_salesforce_call_whose_create_answer_was_lost_is_logged_once(harness):
     """The Task is stored and the connection drops before its answer: the job's retry finds the Task by its
     CallObject instead of logging the call a second time, and the pop still learns where it went."""
-    spec = next(s for s in SPECS if s.kind == "salesforce")
+    spec = BY_KIND["salesforce"]
     state = spec.fake.State()
     state.drop_create_answers = 1
     async with Running(spec.fake.make_app(state)) as base:

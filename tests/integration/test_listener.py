@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from hejcti import tokens
 from hejcti.metrics import Metrics
+from tests.db import insert_account
 from workers import listener as listener_mod
 from workers.listener import Listener
-
-
-async def add_account(pool, account_id: str) -> None:
-    await pool.execute("INSERT INTO accounts (id, name, crm_kind, webhook_token_hash, webhook_nonce, admin_token_hash)"
-                       " VALUES ($1, $1, 'hubspot', $2, 'n', $3)", account_id, tokens.digest(account_id),
-                       tokens.digest("admin-" + account_id))
 
 
 async def until(check, timeout: float = 5.0) -> None:
@@ -27,7 +21,7 @@ async def until(check, timeout: float = 5.0) -> None:
 async def test_a_listener_back_after_more_than_a_page_catches_up_everything_at_once(pool, database_url,
                                                                                   monkeypatch):
     monkeypatch.setattr(listener_mod, "PAGE", 5)  # 12 missed events are more than two pages
-    await add_account(pool, "acc_l")
+    await insert_account(pool, "acc_l")
     for i in range(12):  # while no listener is connected: no notification reaches it
         await pool.fetchval("SELECT hejcti_ingest('acc_l', 'newCall', $1, '', '{}'::jsonb)", f"CL{i:02d}")
     got = []
@@ -44,7 +38,7 @@ async def test_a_listener_back_after_more_than_a_page_catches_up_everything_at_o
 async def test_an_event_that_commits_after_a_later_one_is_delivered_by_the_poll(pool, database_url):
     """Ids are taken at insert and become visible at commit: a transaction that commits after a later id was
     seen leaves a gap below the watermark, which the poll fills (here its notification is lost too)."""
-    await add_account(pool, "acc_g")
+    await insert_account(pool, "acc_g")
     got = []
     listener = Listener(database_url, got.append, Metrics(), poll_interval=0.2)
     listener.start()
@@ -67,11 +61,10 @@ async def test_an_event_that_commits_after_a_later_one_is_delivered_by_the_poll(
         await listener.stop()
 
 
-
 async def test_a_listener_stopped_by_what_its_poll_delivers_stops(pool, database_url):
     """A stop asked for while a poll hands over its events lands in the pass where that poll finishes: Python
     3.11's wait_for returned the poll's result there and dropped the cancel, and the stop waited for ever."""
-    await add_account(pool, "acc_s")
+    await insert_account(pool, "acc_s")
     stopping: list[asyncio.Task[None]] = []
     listener = Listener(database_url, lambda _ev: stopping.append(asyncio.ensure_future(listener.stop())),
                         Metrics(), poll_interval=0.05)

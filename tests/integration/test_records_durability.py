@@ -25,6 +25,7 @@ from hejcti.errors import DatabaseUnavailableError
 from hejcti.lookup import Account
 from hejcti.metrics import Metrics
 from hejcti.store import q
+from tests.db import insert_account
 from workers.records import Records
 
 CREDS = Credentials("tok")
@@ -138,9 +139,7 @@ class FakeLookups:
 
 async def seed(pool: asyncpg.Pool, account_id: str = "acc_a", *, log_calls: bool = True,
                crm: str = "hubspot") -> None:
-    await pool.execute("INSERT INTO accounts (id, name, crm_kind, webhook_token_hash, webhook_nonce, admin_token_hash,"
-                       " log_calls) VALUES ($1, 'A', $5, $2, $3, $4, $6)", account_id, tokens.digest(account_id),
-                       b"n", tokens.digest("a" + account_id), crm, log_calls)
+    await insert_account(pool, account_id, crm=crm, log_calls=log_calls)
     for u in ("w0", "w1"):
         await pool.execute("INSERT INTO users (id, account_id, sipgate_user, token_hash) VALUES ($1, $2, $3, $4)",
                            f"{account_id}.{u}", account_id, u, tokens.digest(f"{account_id}{u}"))

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from hejcti import tokens
+from tests.db import insert_account
 from workers.reaper import LOCK, Reaper
 
 
 async def seed(pool, account_id: str) -> None:
-    await pool.execute("INSERT INTO accounts (id, name, crm_kind, webhook_token_hash, webhook_nonce, admin_token_hash)"
-                       " VALUES ($1, 'R', 'hubspot', $2, $3, $4)", account_id, tokens.digest(account_id),
-                       b"n", tokens.digest("a" + account_id))
+    await insert_account(pool, account_id)
     for age, cid in ((8, "OLD"), (1, "NEW")):
         await pool.execute("INSERT INTO calls (account_id, call_id, started_at) VALUES ($1, $2, now() - make_interval(days => $3))",
                            account_id, cid, age)
