@@ -38,7 +38,7 @@ from hejcti.crm.base import (
     parse_time,
 )
 from hejcti.errors import DatabaseUnavailableError
-from hejcti.lookup import Accounts, Lookups
+from hejcti.lookup import Account, Accounts, Lookups
 from hejcti.metrics import Metrics
 from hejcti.models import Event
 from hejcti.sessions import Hub, Session
@@ -242,13 +242,7 @@ class Records(Periodic):
                     found = []
                 if found:
                     record = replace(record, contact=found[0])
-            earlier = None
-            if row["attempts"] > 1:  # an earlier attempt may have written it and lost the answer
-                try:
-                    earlier = await self._crm(adapter.find_logged(record, creds), account.crm_kind)
-                except CrmPermanentError as e:  # the CRM will not say: write it, as without asking
-                    log.warning("call.record.find_failed", record=job_id, account=account.id,
-                                crm=account.crm_kind, error=str(e))
+            earlier = await self._earlier(row, account, adapter, record, creds) if row["attempts"] > 1 else None
             if earlier is not None:
                 logged, sent = earlier, note_held(note, earlier.body)
             else:
@@ -286,6 +280,17 @@ class Records(Periodic):
             self._written[job_id] = (logged, sent)
             return
         self._logged(account.id, account.crm_kind, row, data, logged)
+
+    async def _earlier(self, row: asyncpg.Record, account: Account, adapter: Any, record: CallRecord,
+                       creds: Any) -> LoggedRecord | None:
+        """What an earlier attempt of this job may have written before its answer was lost. A CRM that will not
+        say gets the record written, as without asking."""
+        try:
+            return await self._crm(adapter.find_logged(record, creds), account.crm_kind)
+        except CrmPermanentError as e:
+            log.warning("call.record.find_failed", record=row["id"], account=account.id, crm=account.crm_kind,
+                        error=str(e))
+            return None
 
     async def _append(self, row: asyncpg.Record, account_id: str, crm: str, adapter: Any, creds: Any,
                       note: str) -> None:
