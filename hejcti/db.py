@@ -12,10 +12,12 @@ from typing import Any
 
 import asyncpg
 
+from hejcti import logs, pgwatch
 from hejcti.config import Settings
 from hejcti.errors import ConfigError
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schema.sql"
+log = logs.get("hejcti.db")
 _MIGRATE_LOCK = 0x4E4A_4354  # advisory lock: one migration at a time across processes
 
 
@@ -29,10 +31,12 @@ def schema_sql() -> str:
 class Embedded:
     """The embedded PostgreSQL in DATA_DIR/pg. pgserver shares one server among the processes that use the
     same directory and stops it when the last one is gone, so `serve` and every CLI command find the running
-    server or start it."""
+    server or start it. A process killed with SIGKILL is struck from pgserver's list by the next one
+    (``pgwatch.repair``), and a watcher process stops a server whose users are all gone (``pgwatch``)."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, watch: bool = True) -> None:
         self.path = (data_dir / "pg").resolve()
+        self.watch = watch
         self._server: Any = None
 
     def start(self) -> str:
@@ -43,14 +47,26 @@ class Embedded:
 
             self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
+                self._repair()
                 self._server = pgserver.get_server(self.path, cleanup_mode="stop")
             except Exception as e:  # pgserver raises plain exceptions with the server's log in them
                 raise ConfigError(f"cannot start the embedded PostgreSQL in {self.path}: {e}") from e
+        if self.watch:
+            pgwatch.ensure_watcher(self.path)
         return self._server.get_uri()
+
+    def _repair(self) -> None:
+        if not (self.path / "PG_VERSION").exists():
+            return
+        with pgwatch.server_lock():
+            found = pgwatch.repair(self.path)
+        if found["foreign_pidfile"]:
+            log.warning("embedded.pidfile.stale", pgdata=str(self.path))
 
     def stop(self) -> None:
         if self._server is not None:
             with contextlib.suppress(Exception):
+                self._repair()  # a user killed meanwhile must not keep the server running past us
                 self._server.cleanup()
             self._server = None
 
