@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from hejcti.phones import mask
+from hejcti.phones import ascii_digits, mask
 
 #: keys whose values are phone numbers: always masked to the last three digits
 NUMBER_KEYS = frozenset({"number", "from_", "from", "to", "caller", "callee", "diversion", "answering_number",
@@ -19,11 +19,19 @@ NUMBER_KEYS = frozenset({"number", "from_", "from", "to", "caller", "callee", "d
 #: keys that must never reach a log line
 SECRET_KEYS = frozenset({"token", "access_token", "webhook_token", "admin_token", "secret", "secret_key",
                          "password", "authorization", "name", "contact_name", "email"})
-_LONG_DIGITS = re.compile(r"(?<![\w.:])\+?\d[\d \-()/]{6,}\d(?![\w.:])")
+_LONG_DIGITS = re.compile(r"(?<![\w.:])\+?[0-9][0-9\s\-()/]{6,}[0-9](?![\w.:])")
 
 
 def _scrub_text(text: str) -> str:
-    return _LONG_DIGITS.sub(lambda m: mask(m.group(0)), text)
+    """Mask every run that looks like a phone number, in any script's digits: the runs are found in
+    ``ascii_digits(text)`` (same length, every digit ASCII) and masked where they stand in ``text``."""
+    shadow = ascii_digits(text)
+    out: list[str] = []
+    end = 0
+    for m in _LONG_DIGITS.finditer(shadow):
+        out += [text[end:m.start()], mask(m.group(0))]
+        end = m.end()
+    return "".join(out) + text[end:] if out else text
 
 
 def scrub(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:

@@ -1,11 +1,16 @@
 """Phone numbers: parsing sipgate's wire format, variants for CRM searches, verification, masking.
 
 Pure functions, no I/O. E.164 strings here always carry the leading ``+``.
+
+A digit of a phone number is an ASCII ``0``-``9`` and nothing else (a regex ``[0-9]``): ``\\d``,
+``str.isdigit`` and ``str.isnumeric`` also take Arabic-Indic, fullwidth or superscript digits, which sipgate
+never sends and no CRM search or dialler reads as a number. Masking for logs counts every digit, any script.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 from typing import Literal
 
@@ -13,24 +18,46 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneMetadata, PhoneNumberFormat
 
 Match = Literal["exact", "suffix"]
-_DIGITS = re.compile(r"\D+")
+_NON_DIGITS = re.compile(r"[^0-9]+")
+_SIPGATE = re.compile(r"\+?([0-9]{3,15})")
 _MIN_SUFFIX = 7
 
 
 def digits(value: str) -> str:
-    return _DIGITS.sub("", value or "")
+    """The ASCII digits of ``value``, nothing else."""
+    return _NON_DIGITS.sub("", value or "")
+
+
+def foreign_digits(value: str | None) -> bool:
+    """Whether ``value`` holds a digit (any numeric character) other than ASCII ``0``-``9``."""
+    return bool(value) and not value.isascii() and any(c.isnumeric() for c in value if not c.isascii())
+
+
+class _AsAscii(dict[int, str]):
+    """A ``str.translate`` table: every numeric character to an ASCII digit (its own value where it has one),
+    every other character kept (a ``LookupError`` keeps it). Filled as characters are met."""
+
+    def __missing__(self, codepoint: int) -> str:
+        char = chr(codepoint)
+        if not char.isnumeric():
+            raise KeyError(codepoint)
+        self[codepoint] = str(unicodedata.digit(char, 0))
+        return self[codepoint]
+
+
+_AS_ASCII = _AsAscii()
+
+
+def ascii_digits(text: str) -> str:
+    """``text`` of the same length with every digit, of any script, written as an ASCII one: what masking
+    looks at, so that ``٤٩١٥٧…`` or ``⁴⁹¹⁵⁷…`` in a log line is masked like ``49157…``."""
+    return text if text.isascii() else text.translate(_AS_ASCII)
 
 
 def from_sipgate(value: str | None) -> str | None:
     """sipgate sends E.164 digits without ``+``, or ``anonymous``. Anything else is no number."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.startswith("+"):
-        value = value[1:]
-    if not value.isdigit() or not 3 <= len(value) <= 15:
-        return None
-    return "+" + value
+    m = _SIPGATE.fullmatch(value.strip()) if value else None
+    return "+" + m.group(1) if m else None
 
 
 @lru_cache(maxsize=65536)
@@ -152,7 +179,7 @@ def best_match(stored: list[str | None], e164: str, region: str) -> Match | None
 def mask(value: object) -> str:
     """For logs: every digit but the last three replaced, so an operator can tell calls apart."""
     text = str(value) if value is not None else ""
-    d = digits(text)
+    d = digits(ascii_digits(text))
     if len(d) < 4:
         return "***" if d else text
     return "…" + d[-3:]

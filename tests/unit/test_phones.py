@@ -57,3 +57,32 @@ def test_display_is_national_at_home_and_international_abroad():
                                          (None, "")])
 def test_mask_keeps_the_last_three_digits(raw, masked):
     assert phones.mask(raw) == masked
+
+
+ARABIC = "٤٩١٥٧٩١٢٣٤٥٦٧"  # 4915791234567 in Arabic-Indic digits
+SUPERSCRIPT = "⁴⁹¹⁵⁷⁹¹²³⁴⁵⁶⁷"
+FULLWIDTH = "４９１５７９１２３４５６７"
+
+
+@pytest.mark.parametrize("raw", [ARABIC, SUPERSCRIPT, FULLWIDTH, "+" + ARABIC, "4915791234²", "49१५७९१२३४"])
+def test_digits_of_another_script_are_no_sipgate_number(raw):
+    assert phones.from_sipgate(raw) is None
+    assert phones.foreign_digits(raw) is True
+    assert phones.digits(raw) == "".join(c for c in raw if c in "0123456789")
+
+
+@pytest.mark.parametrize("raw", ["4915791234567", "anonymous", "123456e0", "", None, "+49 (30) 1", "Jürgen"])
+def test_ascii_values_hold_no_foreign_digits(raw):
+    assert phones.foreign_digits(raw) is False
+
+
+@pytest.mark.parametrize("raw", [ARABIC, SUPERSCRIPT, FULLWIDTH, "+" + ARABIC, "+49 ١٥٧ ٩١٢٣٤٥٦٧"])
+def test_mask_counts_digits_of_every_script(raw):
+    assert phones.mask(raw) == "…567"
+
+
+def test_ascii_digits_keeps_the_length_and_everything_but_digits():
+    text = f"from={ARABIC} to={SUPERSCRIPT} ½ Ⅻ Jürgen"
+    shadow = phones.ascii_digits(text)
+    assert len(shadow) == len(text)
+    assert shadow.startswith("from=4915791234567 to=4915791234567 ") and shadow.endswith(" Jürgen")
