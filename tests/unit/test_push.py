@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlencode
+
 import pytest
 
 from hejcti.errors import BadRequestError
@@ -72,7 +75,7 @@ def test_user_lists_absent_or_empty(tail):
 def test_answers():
     a = parse(body("answer_in.txt"))
     assert a.data["by"] == "w1" and a.data["voicemail"] is False
-    assert a.data["answering_number"] == "+492111234567"
+    assert "answering_number" not in a.data and "answeringNumber" not in repr(a.data)  # CONTRACT §6
     vm = parse(body("answer_in_voicemail.txt"))
     assert vm.data["by"] is None and vm.data["voicemail"] is True
     out = parse(body("answer_out.txt"))
@@ -116,6 +119,57 @@ def test_malformed_bodies_are_refused_with_one_line(raw, reason):
     with pytest.raises(BadRequestError) as e:
         parse(raw)
     assert reason in str(e.value) and "\n" not in str(e.value)
+
+
+ARABIC = "٤٩١٥٧٩١٢٣٤٥٦٧"  # 4915791234567 in Arabic-Indic digits
+SUPERSCRIPT = "⁴⁹¹⁵⁷⁹¹²³⁴⁵⁶⁷"
+FULLWIDTH = "４９１５７９１２３４５６７"
+NUMBER_FIELDS = ["from", "to", "diversion", "answeringNumber"]
+#: every field the parser keeps (or reads as an id), with the event that carries it
+ID_FIELDS = [("newCall", "origCallId"), ("newCall", "xcid"), ("newCall", "userId[]"),
+             ("newCall", "fullUserId[]"), ("answer", "userId"), ("answer", "fullUserId"),
+             ("hangup", "cause"), ("dtmf", "dtmf")]
+
+
+def push(event: str, key: str, value: str) -> bytes:
+    return urlencode([("event", event), ("callId", "C1"), ("direction", "in"), (key, value)]).encode()
+
+
+@pytest.mark.parametrize("event, key", [*ID_FIELDS, *[("answer", k) for k in NUMBER_FIELDS]])
+def test_an_id_over_250_characters_is_refused(event, key):
+    assert parse(push(event, key, "4" * 250)).call_id == "C1"  # 250 is allowed
+    with pytest.raises(BadRequestError) as e:
+        parse(push(event, key, "4" * 251))
+    assert "250" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("event, key", ID_FIELDS)
+@pytest.mark.parametrize("value", ["a\x07b", "w0\n", "x\u200by", "a\tb", "\ud7ff\U0010fffe"])
+def test_an_id_that_is_not_printable_is_refused(event, key, value):
+    with pytest.raises(BadRequestError) as e:
+        parse(push(event, key, value))
+    assert "printable" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("key", NUMBER_FIELDS)
+@pytest.mark.parametrize("value", [ARABIC, SUPERSCRIPT, FULLWIDTH, "4915791234²", "+٤٩١٥٧٩١٢٣٤٥٦٧", "49१५७९"])
+def test_a_number_with_digits_other_than_ascii_is_refused(key, value):
+    with pytest.raises(BadRequestError) as e:
+        parse(push("answer", key, value))
+    assert "ASCII" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("key", NUMBER_FIELDS)
+@pytest.mark.parametrize("value", ["anonymous", "123456e0", "", "+49 30 1", "unknown"])
+def test_sipgates_non_numbers_stay_accepted_as_no_number(key, value):
+    data = parse(push("answer", key, value)).data
+    assert data["number"] is None or key != "from"
+    assert all(v is None or re.fullmatch(r"\+[0-9]{3,15}", v, re.ASCII)
+               for v in (data["number"], data["own_number"], data["diversion"]))
+
+
+def test_a_body_ending_in_a_newline_keeps_its_last_value():
+    assert parse(b"event=newCall&callId=C1&xcid=8419b3450b75cd19\r\n").data["xcid"] == "8419b3450b75cd19"
 
 
 def test_real_signature_verifies():
