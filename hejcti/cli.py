@@ -25,7 +25,8 @@ log = logs.get("hejcti.cli")
 #: settings a flag of the same name overrides (CONTRACT §2)
 SETTING_FLAGS = ("database_url", "data_dir", "host", "port", "public_url", "secret_key", "log_format", "log_level",
                  "sipgate_allowed_ips", "sipgate_signature", "trusted_proxies", "lookup_deadline_ms",
-                 "retention_days")
+                 "retention_days", "sipgate_api_url", "sipgate_login_url", "sipgate_client_id", "sipgate_client_secret",
+                 "extension_ids")
 
 
 class Parser(argparse.ArgumentParser):
@@ -69,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--crm-instance", default=None)
     c.add_argument("--region", default="DE")
     c.add_argument("--no-log-calls", action="store_true")
+    cs = acc.add_parser("connect-sipgate", parents=[common], help="connect to sipgate with a personal access token")
+    cs.add_argument("account_id", metavar="ID")
+    cs.add_argument("--token-id", required=True, help="the token's id (token-…)")
+    cs.add_argument("--token", required=True, help="the token itself")
+    cw = acc.add_parser("configure-webhooks", parents=[common],
+                        help="point sipgate's incoming and outgoing webhook URL at this account")
+    cw.add_argument("account_id", metavar="ID")
     acc.add_parser("list", parents=[common])
     for action in ("show", "delete", "rotate-webhook"):
         a = acc.add_parser(action, parents=[common])
@@ -83,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     ul.add_argument("--account", required=True)
     um = usr.add_parser("map", parents=[common])
     um.add_argument("user_id", metavar="USER_ID")
+    us = usr.add_parser("sync", parents=[common], help="add every sipgate user of the account (tokens: user token)")
+    us.add_argument("--account", required=True)
     um.add_argument("--crm-user", required=True)
     for action in ("token", "remove"):
         a = usr.add_parser(action, parents=[common])
@@ -161,8 +171,15 @@ async def run_command(args: argparse.Namespace, settings: Settings) -> dict[str,
         if args.action == "add":
             return await with_store(settings, lambda a: a.add_user(
                 account_id=args.account, sipgate_user=args.sipgate_user, crm_user=args.crm_user))
-        if args.action == "list":
-            return await with_store(settings, lambda a: a.list_users(args.account))
+        if args.action == "connect-sipgate":
+            return await with_store(settings, lambda a: a.connect_sipgate(
+                args.account_id, token_id=args.token_id, token=args.token))
+        if args.action == "configure-webhooks":
+            return await with_store(settings, lambda a: a.configure_webhooks(args.account_id))
+        if args.action == "list":  # with live names and emails when the account is connected to sipgate
+            return await with_store(settings, lambda a: a.list_users_live(args.account))
+        if args.action == "sync":
+            return await with_store(settings, lambda a: a.sync_users(args.account))
         if args.action == "map":
             return await with_store(settings, lambda a: a.map_user(args.user_id, args.crm_user))
         fn = {"token": "new_user_token", "remove": "remove_user"}[args.action]

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     lookup_deadline_ms: int = Field(1500, ge=0)
     retention_days: int = Field(7, ge=1)
+    sipgate_api_url: str = "https://api.sipgate.com/v2"
+    sipgate_login_url: str = "https://login.sipgate.com/auth/realms/third-party/protocol/openid-connect"
+    sipgate_client_id: str | None = None
+    sipgate_client_secret: SecretStr | None = None
+    extension_ids: str = ""  # comma-separated browser extension ids that may receive sign-in tokens
 
     # not in the contract's table: tuning an operator rarely touches
     workers: int = Field(16, ge=1)
@@ -64,6 +69,8 @@ class Settings(BaseSettings):
     poll_interval_s: float = 2.0
     cache_ttl_s: float = Field(300.0, le=300.0)
     credentials_wait_s: float = 10.0
+    sipgate_timeout_s: float = Field(5.0, gt=0)  # one request to sipgate's REST API (CONTRACT §5.1: 5 s)
+    sipgate_cache_ttl_s: float = Field(60.0, ge=0, le=60.0)  # live user data, per account (CONTRACT §8)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -75,6 +82,17 @@ class Settings(BaseSettings):
     def _cidrs(cls, v: str) -> str:
         parse_cidrs(v)
         return v
+
+    @field_validator("sipgate_api_url", "sipgate_login_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("https://", "http://")):
+            raise ValueError(f"must be an http(s) URL, not {v!r}")
+        return v.rstrip("/")
+
+    @property
+    def extension_id_set(self) -> frozenset[str]:
+        return frozenset(i.strip() for i in self.extension_ids.split(",") if i.strip())
 
     @property
     def allowed_networks(self) -> tuple[Network, ...]:
