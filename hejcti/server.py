@@ -30,7 +30,11 @@ async def serve(settings: Settings, role: Role = "all", ready: asyncio.Event | N
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError:  # a busy port: close what start-up opened (pools, the HTTP client), so the error is one line
+            await runner.cleanup()
+            raise
         port = runner.addresses[0][1] if runner.addresses else settings.port
         runtime.tune_gc()
         log.info("server.started", host=settings.host, port=port, role=role,

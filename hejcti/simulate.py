@@ -18,8 +18,10 @@ def call_id() -> str:
 
 
 def bodies(*, number_from: str, number_to: str, user: str, direction: str = "in", answer_by: str | None = None,
-           hangup: str | None = None, cid: str | None = None, xcid: str | None = None) -> list[tuple[str, str]]:
-    """The (event, body) pairs sipgate would send for this call."""
+           hangup: str | None = None, cid: str | None = None, xcid: str | None = None,
+           end: bool = True) -> list[tuple[str, str]]:
+    """The (event, body) pairs sipgate would send for this call; without ``end`` no hangup (the call stays
+    ringing or answered until the server ends it, CONTRACT §4)."""
     cid = cid or call_id()
     xcid = xcid or secrets.token_hex(8)
     common = [("from", number_from), ("to", number_to), ("direction", direction)]
@@ -34,6 +36,8 @@ def bodies(*, number_from: str, number_to: str, user: str, direction: str = "in"
         if direction == "in":
             answer[2:2] = [("user", answer_by), ("userId", answer_by), ("fullUserId", f"1234567{answer_by}")]
         out.append(("answer", urlencode(answer)))
+    if not end:
+        return out
     cause = hangup or ("normalClearing" if answer_by else "cancel")
     out.append(("hangup", urlencode([("event", "hangup"), ("callId", cid), ("cause", cause), *common,
                                      ("origCallId", cid), ("xcid", xcid)])))

@@ -197,6 +197,7 @@ async def test_directory_account_and_simulate_call(env, harness, tmp_path):
 
 async def test_simulate_call_to_a_server_that_is_not_there(env):
     aid = one_json(await hejcti(env, "account", "create", "--name", "A", "--crm", "hubspot", "--json"))["account_id"]
+    await hejcti(env, "user", "add", "--account", aid, "--sipgate-user", "w0", "--json")
     proc = await hejcti(env, "simulate-call", "--account", aid, "--from", "0157 91234567", "--to", "0211 1234567",
                         "--user", "w0", "--url", "http://127.0.0.1:9", "--json", ok=False)
     assert proc.returncode != 0 and "cannot reach" in proc.stderr and proc.stdout == ""
