@@ -16,6 +16,12 @@ CREATE TABLE IF NOT EXISTS accounts (
     admin_token_hash    bytea NOT NULL,
     created_at          timestamptz NOT NULL DEFAULT now()
 );
+-- set when sipgate rejects the stored credential (401 after a refresh): the account shows as disconnected,
+-- and nobody calls sipgate with it again until an admin connects it anew (which clears this)
+ALTER TABLE accounts ADD COLUMN IF NOT EXISTS sipgate_rejected_at timestamptz;
+-- one Hej CTI account per sipgate account: a sign-in finds its account by masterSipId
+CREATE UNIQUE INDEX IF NOT EXISTS accounts_sipgate_account ON accounts (sipgate_account_id)
+    WHERE sipgate_account_id IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS users (
     id            text PRIMARY KEY,

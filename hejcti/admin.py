@@ -11,8 +11,11 @@ from hejcti import tokens
 from hejcti.config import Settings
 from hejcti.crm import KINDS
 from hejcti.crm.directory import DirectoryError, load
+from hejcti.crypto import CredentialDecryptError
 from hejcti.errors import BadRequestError, NotFoundError
 from hejcti.models import iso
+from hejcti.sipgate import Credential, SipgateError, SipgateNotConnectedError
+from hejcti.sipgate_live import LiveUser, SipgateAccounts, opened
 from hejcti.store import Store
 
 
@@ -176,3 +179,79 @@ class Admin:
         if not data or data.get("account") is None:
             raise NotFoundError(f"no account {account_id!r}")
         return data
+
+    # -- sipgate (CONTRACT §3, §8): the CLI calls these, and the portal the same ----------------------------
+
+    #: the process's sipgate side, set by the app; without one, each call opens an HTTP session of its own
+    sipgate: SipgateAccounts | None = None
+
+    async def connect_sipgate(self, account_id: str, *, token_id: str, token: str) -> dict[str, Any]:
+        """Connect the account with a personal access token: checked with sipgate, stored encrypted."""
+        if await self.store.fetchrow("account_get", account_id) is None:
+            raise NotFoundError(f"no account {account_id!r}")
+        token_id, token = token_id.strip(), token.strip()
+        if not token_id or not token or ":" in token_id or any(c.isspace() for c in token_id + token):
+            raise BadRequestError("--token-id and --token are the id (token-…) and the token of a sipgate "
+                                  "personal access token")
+        credential = Credential.pat(token_id, token)
+        async with opened(self.store, self.settings, self.sipgate) as sg:
+            client = sg.new_client(credential, account_id)
+            info = await client.userinfo()
+            users = await client.users()
+            if not info.master_sip_id:
+                raise BadRequestError("sipgate's /authorization/userinfo names no account (masterSipId)")
+            other = await self.store.fetchval("account_by_sipgate", info.master_sip_id)
+            if other is not None and other != account_id:
+                raise BadRequestError(f"sipgate account {info.master_sip_id} is connected to account {other} already")
+            import asyncpg
+
+            try:
+                await sg.store_credential(account_id, info, credential)
+            except asyncpg.UniqueViolationError as e:
+                raise BadRequestError(f"sipgate account {info.master_sip_id} is connected to another account "
+                                      "already") from e
+        return {"account_id": account_id, "sipgate_account": info.master_sip_id, "users": len(users)}
+
+    async def configure_webhooks(self, account_id: str) -> dict[str, Any]:
+        """Point sipgate's incoming and outgoing webhook URL at the account's ``webhook_url``, keeping the rest."""
+        url = webhook_url(self.settings, await self.webhook_token(account_id))
+        async with opened(self.store, self.settings, self.sipgate) as sg:
+            before, after = await (await sg.client(account_id)).configure_webhooks(url)
+        return {"account_id": account_id, "before": before.raw(), "after": after.raw()}
+
+    async def sync_users(self, account_id: str) -> dict[str, Any]:
+        """Add every sipgate user of the account (ids only). Their tokens are not shown: ``user token``."""
+        if await self.store.fetchrow("account_get", account_id) is None:
+            raise NotFoundError(f"no account {account_id!r}")
+        async with opened(self.store, self.settings, self.sipgate) as sg:
+            remote = await (await sg.client(account_id)).users()
+        existing = {r["sipgate_user"]: r["id"] for r in await self.store.fetch("user_list", account_id)}
+        added, kept = [], []
+        for user in remote:
+            if user.id in existing:
+                kept.append({"user_id": existing[user.id], "sipgate_user": user.id})
+                continue
+            made = await self.add_user(account_id=account_id, sipgate_user=user.id)
+            added.append({"user_id": made["user_id"], "sipgate_user": user.id})
+        return {"account_id": account_id, "added": added, "kept": kept}
+
+    async def list_users_live(self, account_id: str) -> dict[str, Any]:
+        """``list_users`` with each user's name, email and extension fetched live from sipgate (never stored).
+        Without a connection, or while sipgate fails, the stored list alone, and ``sipgate`` says why."""
+        out = await self.list_users(account_id)
+        live: dict[str, LiveUser] = {}
+        try:
+            async with opened(self.store, self.settings, self.sipgate) as sg:
+                live = {u.id: u for u in await sg.users(account_id)}
+            out["sipgate"] = "connected"
+        except SipgateNotConnectedError:
+            out["sipgate"] = "not_connected"
+        except (SipgateError, CredentialDecryptError) as e:
+            out["sipgate"] = "unavailable"
+            out["sipgate_error"] = str(e)
+        for user in out["users"]:
+            found = live.get(user["sipgate_user"])
+            user["name"] = (found.user.name or None) if found else None
+            user["email"] = found.user.email if found else None
+            user["extension"] = found.extension if found else None
+        return out

@@ -201,3 +201,33 @@ RETURNING id, state)
 SELECT EXISTS (SELECT 1 FROM c) AS found, coalesce((SELECT log_calls FROM a), false) AS log_calls,
        (SELECT r.state FROM call_records r, c WHERE r.account_id = $1 AND r.record_key = c.key) AS prior,
        (SELECT state FROM up) AS state;
+
+-- name: sipgate_connect
+-- A (new) sipgate credential for the account: it is connected again, whatever sipgate said of the last one.
+UPDATE accounts SET sipgate_account_id = $2, sipgate_credential = $3, sipgate_rejected_at = NULL
+ WHERE id = $1 RETURNING id;
+
+-- name: sipgate_credential
+SELECT id, sipgate_account_id, sipgate_credential, sipgate_rejected_at FROM accounts WHERE id = $1;
+
+-- name: sipgate_credential_lock
+-- Held while one process refreshes the OAuth tokens, so that another waits and then reads the rotated ones.
+SELECT id, sipgate_account_id, sipgate_credential, sipgate_rejected_at FROM accounts WHERE id = $1 FOR UPDATE;
+
+-- name: sipgate_credential_rotated
+UPDATE accounts SET sipgate_credential = $2 WHERE id = $1 AND sipgate_rejected_at IS NULL RETURNING id;
+
+-- name: sipgate_rejected
+UPDATE accounts SET sipgate_rejected_at = now() WHERE id = $1 AND sipgate_rejected_at IS NULL RETURNING id;
+
+-- name: account_by_sipgate
+SELECT id FROM accounts WHERE sipgate_account_id = $1;
+
+-- name: sessions_revoked
+-- The listener's sweep after a (re)connect: of this process's sessions ($1 user ids, $2 their token hashes,
+-- $3 their accounts), those whose user row is gone or holds another token now; account_gone: the account too.
+SELECT s.user_id, s.token_hash, s.account_id, a.id IS NULL AS account_gone
+  FROM unnest($1::text[], $2::bytea[], $3::text[]) AS s(user_id, token_hash, account_id)
+  LEFT JOIN users u ON u.id = s.user_id AND u.token_hash = s.token_hash
+  LEFT JOIN accounts a ON a.id = s.account_id
+ WHERE u.id IS NULL;
