@@ -11,6 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
+from hejcti.crm.base import CrmTransientError
+
 
 @dataclass
 class FakeState:
@@ -25,6 +27,15 @@ class FakeState:
     _rate_limit: list[float | None] = field(default_factory=list)
     _fail: list[int] = field(default_factory=list)
     _malformed: int = 0
+    #: creates the CRM carries out whose answer is then lost, in order (``lose_next_create``)
+    _lose_created: list[str] = field(default_factory=list)
+
+    def lose_next_create(self, n: int = 1, how: str = "500") -> None:
+        """The next ``n`` creates are stored, and then their answer is lost: ``"500"`` an error page instead
+        (a proxy or the CRM failing after it acted), ``"drop"`` the connection closed before any answer."""
+        if how not in ("500", "drop"):
+            raise ValueError(f"lose_next_create: how is '500' or 'drop', not {how!r}")
+        self._lose_created += [how] * n
 
     def expire_token(self, token: str = "good-token") -> None:
         self.tokens.discard(token)
@@ -82,6 +93,16 @@ class FakeCrm:
             return web.Response(status=200, text='{"results": [', content_type="application/json")
         return await handler(request)
 
+    def created_answer(self, request: web.Request, answer: web.Response) -> web.Response:
+        """The answer to a create the fake has already stored: ``answer``, or lost (``lose_next_create``)."""
+        if not self.state._lose_created:
+            return answer
+        if self.state._lose_created.pop(0) == "drop":
+            assert request.transport is not None
+            request.transport.close()  # stored, and the answer never arrives
+            return answer
+        return web.Response(status=500, text="<html>upstream error</html>", content_type="text/html")
+
     async def slow(self) -> None:
         if self.state.delay:
             await asyncio.sleep(self.state.delay)
@@ -93,6 +114,22 @@ class FakeCrm:
 
     def routes(self, app: web.Application) -> None:
         raise NotImplementedError
+
+
+async def lost_create(state: FakeState, adapter: Any, record: Any, creds: Any, how: str = "500") -> dict[str, Any]:
+    """``adapter.log_call(record)`` against a fake that stores the record and then loses the answer (``how`` as
+    in ``lose_next_create``): the adapter must raise a transient error that says the CRM may have acted, and
+    not send the create again. Returns the one record the fake stored."""
+    before = len(state.created)
+    state.lose_next_create(1, how)
+    try:
+        await adapter.log_call(record, creds)
+    except CrmTransientError as e:
+        assert e.maybe_applied is True, "a lost answer must count as a create that may have happened"
+    else:
+        raise AssertionError("log_call returned although its answer was lost")
+    (created,) = state.created[before:]  # stored once, and not sent again by the adapter's own retries
+    return created
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
