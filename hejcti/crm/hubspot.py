@@ -5,7 +5,9 @@ Lookup: one ``POST /crm/v3/objects/contacts/search`` whose OR'ed filter groups c
 (``EQ`` the national significant number); companies are searched the same way only when no contact matched
 (the search API allows about five requests a second). Every hit is verified against the caller.
 Deep links need the portal id and UI domain: ``GET /account-info/v3/details``, once per adapter.
-Call records: a ``calls`` object associated with the contact (194) and its company (182).
+Call records: a ``calls`` object associated with the contact (194) and its company (182), carrying the job's
+key in ``hs_call_external_id``; a retry after a lost answer first searches the calls for that key, so the
+call is not logged twice.
 """
 
 from __future__ import annotations
@@ -42,11 +44,23 @@ COMPANY_PROPS = ["name", "phone", "hubspot_owner_id", "hs_lastmodifieddate"]
 DISPOSITION = {"answered": "f240bbac-87c9-4f6e-bf70-924b57d47db7", "missed": "73a0d17f-1163-4015-bdd5-ec830791da20",
                "voicemail": "b2cf5968-551e-4856-9783-52b3da59a7d0"}
 CALL_TO_CONTACT, CALL_TO_COMPANY = 194, 182
+#: where a call object keeps the job's key: a default calls property, the calling app's id for the call
+#: (HubSpot's recordings and transcriptions guide names the call by it)
+EXTERNAL_ID = "hs_call_external_id"
+
+
+def external_id(key: str) -> str:
+    """The job's key as written to ``hs_call_external_id``: prefixed, so that the ids other calling apps write
+    to that property never look like ours."""
+    return f"hejcti-{key}"
 
 
 class Adapter(CrmAdapter):
     kind = "hubspot"
     session_hosts = ("api.hubapi.com", "api.hubspot.com")
+    #: seconds before a search for an earlier write that found nothing is asked once more: HubSpot's search
+    #: is an index that shows a new record only after a few seconds (reference §2.3)
+    index_lag_s: float = 3.0
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -83,8 +97,10 @@ class Adapter(CrmAdapter):
         groups += [{"filters": [{"propertyName": f, "operator": "EQ", "value": nsn}]} for f in calculated]
         return groups
 
-    async def _search(self, base: str, obj: str, body: dict[str, Any], creds: Credentials | None) -> list[dict]:
-        data = await self.request("POST", f"{base}/crm/v3/objects/{obj}/search", creds=creds, json=body)
+    async def _search(self, base: str, obj: str, body: dict[str, Any], creds: Credentials | None,
+                      budget: float | None = None) -> list[dict]:
+        data = await self.request("POST", f"{base}/crm/v3/objects/{obj}/search", creds=creds, json=body,
+                                  budget=budget)
         if not isinstance(data, dict) or not isinstance(data.get("results"), list):
             raise CrmPermanentError(f"hubspot {obj} search: unexpected answer", crm=self.kind)
         return data["results"]
@@ -164,6 +180,7 @@ class Adapter(CrmAdapter):
             "hs_call_to_number": (ours if record.direction == "in" else theirs) or "",
             "hs_call_status": "COMPLETED" if record.answered or record.voicemail else "NO_ANSWER",
             "hs_call_disposition": DISPOSITION[record.outcome],
+            EXTERNAL_ID: external_id(record.key),
         }
         if record.owner:
             props["hubspot_owner_id"] = record.owner
@@ -188,6 +205,37 @@ class Adapter(CrmAdapter):
             except CrmError:  # the call exists: a missing deep link must never make the job create it again
                 portal = None
         return LoggedRecord(record_id=str(created["id"]), url=self._url(portal, "0-48", created["id"]))
+
+    async def find_logged(self, record: CallRecord, creds: Credentials | None) -> LoggedRecord | None:
+        # hs_call_external_id is a documented calls property (the recordings guide); that the search filters on
+        # it with EQ like on any other property is inferred (public integrations look calls up by it this way)
+        # and the answer is checked here all the same. HubSpot's search is an index a few seconds behind its
+        # writes: a call created shortly before the search may be missing from it, so a miss is asked once more
+        # after index_lag_s. A retry comes at least a few seconds after the lost answer (the job's backoff),
+        # so the create is then most likely indexed; one created within seconds of the second search can
+        # still be missed, and is then written a second time (logged as call.record.written).
+        base = self.base_url(creds, API)
+        key = external_id(record.key)
+        body = {"filterGroups": [{"filters": [{"propertyName": EXTERNAL_ID, "operator": "EQ", "value": key}]}],
+                "properties": [EXTERNAL_ID, "hs_call_body"],
+                "sorts": [{"propertyName": "hs_createdate", "direction": "ASCENDING"}], "limit": 10}
+        for attempt in range(2):
+            if attempt:
+                await asyncio.sleep(self.index_lag_s)
+            results = await self._search(base, "calls", body, creds, budget=10)
+            found = next((r for r in results if isinstance(r, dict) and r.get("id")
+                          and (r.get("properties") or {}).get(EXTERNAL_ID) == key), None)
+            if found is not None:
+                break
+        else:
+            return None
+        try:
+            portal = await self._portal_info(base, creds)
+        except CrmError:  # the call exists: a missing deep link must never make the job create it again
+            portal = None
+        rid = str(found["id"])
+        return LoggedRecord(record_id=rid, url=self._url(portal, "0-48", rid),
+                            body=(found.get("properties") or {}).get("hs_call_body") or "")
 
     async def append_note(self, record_id: str, text: str, creds: Credentials | None) -> None:
         base = self.base_url(creds, API)

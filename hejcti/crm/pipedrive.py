@@ -5,13 +5,17 @@ significant number, stopping at the first verified hit (Pipedrive's phone matchi
 when no person verifies, ``GET /api/v2/organizations/search`` with ``fields=custom_fields`` the same way
 (organizations have no standard phone field). Deep links: ``https://{company_domain}.pipedrive.com/person/{id}``
 (``/organization/{id}``), the domain from the API host or ``GET /api/v1/users/me``. Records: ``POST /api/v1/callLogs`` (telephony call log, owner ``user_id``). A call log
-cannot be edited, so a note becomes a Pipedrive note on the same person and organization.
+cannot be edited, so a note becomes a Pipedrive note on the same person and organization. A call log has no
+field for the job's key: a retry after a lost answer first looks through the user's call logs
+(``GET /api/v1/callLogs``) for one with the same owner, person, organization, numbers, outcome, duration and
+the same start and end time, so the call is not logged twice.
 """
 
 from __future__ import annotations
 
 import html
-from datetime import UTC
+import re
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,6 +33,14 @@ from hejcti.crm.base import (
 
 API = "https://api.pipedrive.com"
 OUTCOME = {"answered": "connected", "missed": "no_answer", "voicemail": "left_voicemail"}
+#: call logs per page of GET /api/v1/callLogs ("The upper limit is 50")
+LOG_PAGE = 50
+#: how far a found log's start and end may be from what this job sends: a retry sends the same times, to the
+#: second, so only a rounding is allowed for. Not a minute: a caller who rings again half a minute after a
+#: missed call makes a second missed call with the same owner, person, numbers and duration, and it must not
+#: be taken for the first one's log (and so never written).
+SAME_TIME_S = 1
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # call log times, UTC
 
 
 def _envelope(data: Any, what: str) -> Any:
@@ -37,9 +49,53 @@ def _envelope(data: Any, what: str) -> Any:
     return data["data"]
 
 
+def _utc(value: Any) -> datetime | None:
+    """A call log time: ``YYYY-MM-DD HH:MM:SS`` in UTC (an ISO form with an offset is taken as it says)."""
+    try:
+        parsed = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _digits(value: Any) -> str:
+    return "".join(ch for ch in str(value or "") if ch.isdigit()) or str(value or "")
+
+
+def _same_call(log: dict[str, Any], sent: dict[str, Any]) -> float | None:
+    """How many seconds apart ``log`` starts from the call log ``sent`` describes, when it is that call's log:
+    the same owner, person, organization, numbers, outcome and duration, start and end within SAME_TIME_S.
+    None when it is not."""
+    for k in ("user_id", "person_id", "org_id"):
+        if k in sent and str(log.get(k) or "") != str(sent[k]):
+            return None
+        if k not in sent and k != "user_id" and log.get(k):
+            return None
+    if _digits(log.get("from_phone_number")) != _digits(sent["from_phone_number"]) or \
+            _digits(log.get("to_phone_number")) != _digits(sent["to_phone_number"]):
+        return None
+    if log.get("outcome") != sent["outcome"] or _digits(log.get("duration") or "0") != _digits(sent["duration"]):
+        return None
+    gaps = []
+    for k in ("start_time", "end_time"):
+        theirs, ours = _utc(log.get(k)), _utc(sent[k])
+        if theirs is None or ours is None or abs((theirs - ours).total_seconds()) > SAME_TIME_S:
+            return None
+        gaps.append(abs((theirs - ours).total_seconds()))
+    return gaps[0]
+
+
+def _text(note: Any) -> str:
+    """A call log's HTML note as the text it was made from (``log_call`` writes ``<p>…<br>…</p>``)."""
+    text = re.sub(r"<br\s*/?>|</p>\s*<p[^>]*>", "\n", str(note or ""), flags=re.IGNORECASE)
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
+
+
 class Adapter(CrmAdapter):
     kind = "pipedrive"
     session_hosts = (".pipedrive.com",)
+    #: pages of the user's call logs read at most when looking for an earlier write (LOG_PAGE each)
+    max_log_pages: int = 10
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -125,8 +181,8 @@ class Adapter(CrmAdapter):
                        company=item.get("name") or None, url=self._url(domain, "organization", oid), match=match,
                        owner_id=self._owner(item))
 
-    async def log_call(self, record: CallRecord, creds: Credentials | None) -> LoggedRecord:
-        base = self.base_url(creds, API)
+    def _call_log(self, record: CallRecord) -> dict[str, Any]:
+        """The body of ``POST /api/v1/callLogs`` for ``record``."""
         ours, theirs = record.own_number, record.number
         start = record.started_at.astimezone(UTC)
         end = record.ended_at.astimezone(UTC)
@@ -135,8 +191,8 @@ class Adapter(CrmAdapter):
             "outcome": OUTCOME[record.outcome],
             "from_phone_number": (theirs if record.direction == "in" else ours) or "anonymous",
             "to_phone_number": (ours if record.direction == "in" else theirs) or "anonymous",
-            "start_time": start.strftime("%Y-%m-%d %H:%M:%S"),
-            "end_time": end.strftime("%Y-%m-%d %H:%M:%S"),
+            "start_time": start.strftime(TIME_FORMAT),
+            "end_time": end.strftime(TIME_FORMAT),
             "duration": str(record.duration_s or 0),
             "note": "<p>" + html.escape(record.description(self.region)).replace("\n", "<br>") + "</p>",
         }
@@ -150,6 +206,11 @@ class Adapter(CrmAdapter):
                     body["org_id"] = int(contact.parent_id) if contact.parent_id.isdigit() else contact.parent_id
             elif contact.kind == "organization":
                 body["org_id"] = int(contact.id) if contact.id.isdigit() else contact.id
+        return body
+
+    async def log_call(self, record: CallRecord, creds: Credentials | None) -> LoggedRecord:
+        base = self.base_url(creds, API)
+        body = self._call_log(record)
         data = _envelope(await self.request("POST", f"{base}/api/v1/callLogs", creds=creds, json=body, budget=10),
                          "callLogs")
         if not isinstance(data, dict) or not data.get("id"):
@@ -157,6 +218,36 @@ class Adapter(CrmAdapter):
         domain = await self._company_domain(base, creds)
         url = self._url(domain, "person", body["person_id"]) if "person_id" in body else None
         return LoggedRecord(record_id=str(data["id"]), url=url)
+
+    async def find_logged(self, record: CallRecord, creds: Credentials | None) -> LoggedRecord | None:
+        # No call log field takes the job's key (AddCallLogRequest in pipedrive/client-nodejs), and the list has
+        # no filters: GET /api/v1/callLogs pages through the call logs of the token's user, 50 at a time, in an
+        # undocumented order. The log this job wrote is the one with what log_call sends for it (owner, person,
+        # organization, numbers, outcome, duration, start and end to the second, SAME_TIME_S); at most
+        # max_log_pages pages are read. Not found where the user's list does not hold it (a log written for
+        # another user than the token's, or beyond those pages): the job then writes the call again.
+        base = self.base_url(creds, API)
+        sent = self._call_log(record)
+        start = 0
+        for _ in range(self.max_log_pages):
+            answer = await self.request("GET", f"{base}/api/v1/callLogs", creds=creds, budget=10,
+                                        params={"start": str(start), "limit": str(LOG_PAGE)})
+            logs = _envelope(answer, "callLogs") or []
+            if not isinstance(logs, list):
+                raise CrmPermanentError("pipedrive callLogs: unexpected answer", crm=self.kind)
+            near = [(gap, log) for log in logs if isinstance(log, dict) and log.get("id")
+                    and (gap := _same_call(log, sent)) is not None]
+            if near:
+                log = min(near, key=lambda pair: pair[0])[1]
+                domain = await self._company_domain(base, creds)
+                url = self._url(domain, "person", sent["person_id"]) if "person_id" in sent else None
+                return LoggedRecord(record_id=str(log["id"]), url=url, body=_text(log.get("note")))
+            pagination = (answer.get("additional_data") or {}).get("pagination") or {}
+            if not logs or not pagination.get("more_items_in_collection"):
+                return None
+            after = pagination.get("next_start")
+            start = after if isinstance(after, int) and after > start else start + len(logs)
+        return None
 
     async def append_note(self, record_id: str, text: str, creds: Credentials | None) -> None:
         base = self.base_url(creds, API)

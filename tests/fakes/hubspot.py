@@ -1,11 +1,17 @@
 """A fake HubSpot that answers in HubSpot's shapes (reference §2.8): contact and company search with the
-OR'ed filter-group semantics over the stored and the calculated phone properties, account details, calls."""
+OR'ed filter-group semantics over the stored and the calculated phone properties, account details, calls.
+
+Calls are searchable too (``POST /crm/v3/objects/calls/search``, ``EQ``/``IN`` on any property, oldest first),
+behind an index that lags as HubSpot's does (reference §2.3, "new records show up after a few seconds"):
+a new call stays out of the next ``index_lag_searches`` call searches. The lag is counted in searches, not
+seconds, so that tests do not depend on timing."""
 
 from __future__ import annotations
 
 import itertools
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +51,9 @@ class State(FakeState):
     #: digits with a searched value (look-alikes the adapter must drop when it verifies the hits)
     loose: bool = False
     returned: list[str] = field(default_factory=list)  # ids of every record a search answered with
+    #: how many call searches a new call is not yet in (HubSpot's search index lags behind its writes)
+    index_lag_searches: int = 0
+    _unindexed: dict[str, int] = field(default_factory=dict)  # call id → searches it is still missing from
 
     def add_contact(self, cid: str, first: str, last: str, phone: str | None = None, mobile: str | None = None,
                     owner: str | None = None, company_id: str | None = None, company: str | None = None,
@@ -98,6 +107,8 @@ class Fake(FakeCrm):
     async def search(self, request: web.Request) -> web.Response:
         await self.slow()
         body = await request.json()
+        if request.match_info["obj"] == "calls":
+            return self.search_calls(body)
         records = self.state.contacts if request.match_info["obj"] == "contacts" else self.state.companies
         hits = [r for r in records if any(all(_matches(r["properties"], f) for f in g["filters"])
                                           for g in body.get("filterGroups", []))]
@@ -111,6 +122,27 @@ class Fake(FakeCrm):
         wanted = set(body.get("properties", [])) | {"createdate", "email", "firstname", "hs_object_id",
                                                     "lastmodifieddate", "lastname"}
         results = [{**r, "properties": {k: v for k, v in r["properties"].items() if k in wanted}} for r in hits]
+        return json_response({"total": len(results), "results": results})
+
+    def search_calls(self, body: dict[str, Any]) -> web.Response:
+        """Calls whose properties pass a filter group, oldest first (the adapter sorts by ``hs_createdate``
+        ascending), as far as the index has them."""
+        s = self.state
+        indexed = []
+        for cid, call in s.calls.items():
+            if s._unindexed.get(cid, 0) > 0:
+                s._unindexed[cid] -= 1
+                continue
+            indexed.append(call)
+        hits = [c for c in indexed if any(all(_matches(c["properties"], f) for f in g["filters"])
+                                          for g in body.get("filterGroups", []))]
+        hits = hits[: int(body.get("limit") or 10)]
+        wanted = set(body.get("properties") or []) | {"hs_createdate", "hs_lastmodifieddate", "hs_object_id"}
+        results = []
+        for c in hits:
+            props = {**c["properties"], "hs_createdate": c["createdAt"], "hs_lastmodifieddate": c["createdAt"]}
+            results.append({"id": c["id"], "properties": {k: v for k, v in props.items() if k in wanted},
+                            "createdAt": c["createdAt"], "updatedAt": c["createdAt"], "archived": False})
         return json_response({"total": len(results), "results": results})
 
     async def details(self, _: web.Request) -> web.Response:
@@ -128,10 +160,16 @@ class Fake(FakeCrm):
                 return json_response({"status": "error", "message": "bad association",
                                       "category": "VALIDATION_ERROR"}, 400)
         cid = str(next(_ids))
-        stored = {"id": cid, "properties": {**props, "hs_object_id": cid}, "associations": body.get("associations", [])}
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        stored = {"id": cid, "properties": {**props, "hs_object_id": cid}, "createdAt": now,
+                  "associations": body.get("associations", [])}
         self.state.calls[cid] = stored
         self.state.created.append(stored)
-        return json_response({"id": cid, "properties": stored["properties"], "archived": False}, 201)
+        if self.state.index_lag_searches:
+            self.state._unindexed[cid] = self.state.index_lag_searches
+        return self.created_answer(request, json_response(
+            {"id": cid, "properties": {**stored["properties"], "hs_createdate": now, "hs_lastmodifieddate": now},
+             "createdAt": now, "updatedAt": now, "archived": False}, 201))
 
     async def get_call(self, request: web.Request) -> web.Response:
         call = self.state.calls.get(request.match_info["id"])

@@ -4,7 +4,12 @@ envelope and 429 with Retry-After and X-RateLimit headers (bodies: tests/fixture
 Search semantics (a gap in the reference, §7.2; this is the fake's chosen mode): with ``exact_match=false`` a
 phone matches when the term is a case-insensitive substring of the stored string, or when the term's digits
 are a substring of the stored digits (so ``4930…``/``30…`` find ``+49 30 1234-5678``); ``exact_match=true`` is
-full equality. Organizations are searched on their custom field values."""
+full equality. Organizations are searched on their custom field values.
+
+``GET /api/v1/callLogs`` lists the call logs of the token's user (``users/me``; a log written without a
+``user_id`` is that user's), ``start``/``limit`` (at most 50) with ``additional_data.pagination`` as in
+``GetCallLogsResponse`` of pipedrive/client-nodejs, and ``data: null`` past the end, as v1 lists answer. The
+order is undocumented; the fake lists oldest first, so that a search for a recent log has to page."""
 
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ from tests.fakes.base import FakeCrm, FakeState, json_response
 
 _ids = (f"6a4c2e8f0b1d3f5a7c9e{i:04x}" for i in itertools.count(1))
 INFO = "Please check developers.pipedrive.com for more information about Pipedrive API."
+ME = 1234567  # the user of every token (users/me)
+MAX_LIMIT = 50  # GET /v1/callLogs: "The upper limit is 50"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "crm" / "pipedrive"
 
 
@@ -92,6 +99,7 @@ class Fake(FakeCrm):
         app.router.add_get("/api/v2/organizations/search", self.search_organizations)
         app.router.add_get("/api/v1/users/me", self.me)
         app.router.add_post("/api/v1/callLogs", self.create_log)
+        app.router.add_get("/api/v1/callLogs", self.list_logs)
         app.router.add_get("/api/v1/callLogs/{id}", self.get_log)
         app.router.add_post("/api/v1/notes", self.add_note)
 
@@ -118,7 +126,7 @@ class Fake(FakeCrm):
         return json_response({"success": True, "data": {"items": items}, "additional_data": {"next_cursor": None}})
 
     async def me(self, _: web.Request) -> web.Response:
-        return json_response({"success": True, "data": {"id": 1234567, "name": "Anna Agent", "company_id": 7654321,
+        return json_response({"success": True, "data": {"id": ME, "name": "Anna Agent", "company_id": 7654321,
                                                         "company_name": "Acme", "company_domain": "acme"}})
 
     async def create_log(self, request: web.Request) -> web.Response:
@@ -130,7 +138,18 @@ class Fake(FakeCrm):
         stored = {**body, "id": lid, "has_recording": False, "company_id": 7654321}
         self.state.logs[lid] = stored
         self.state.created.append(stored)
-        return json_response({"success": True, "data": stored}, 200)
+        return self.created_answer(request, json_response({"success": True, "data": stored}, 200))
+
+    async def list_logs(self, request: web.Request) -> web.Response:
+        try:
+            start = int(request.query.get("start", "0"))
+            limit = min(int(request.query.get("limit", str(MAX_LIMIT))), MAX_LIMIT)
+        except ValueError:
+            return envelope_error(400, "start and limit must be integers")
+        mine = [log for log in self.state.logs.values() if log.get("user_id") in (None, ME)]
+        page = mine[start:start + limit]
+        return json_response({"success": True, "data": page or None, "additional_data": {"pagination": {
+            "start": start, "limit": limit, "more_items_in_collection": start + limit < len(mine)}}})
 
     async def get_log(self, request: web.Request) -> web.Response:
         log = self.state.logs.get(request.match_info["id"])
