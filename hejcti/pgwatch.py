@@ -119,9 +119,10 @@ def ensure_watcher(pgdata: Path, interval_s: float = INTERVAL_S) -> None:
     if fd is None:
         return
     os.close(fd)  # closing releases it; the watcher takes it again
-    subprocess.Popen([sys.executable, "-m", "hejcti.pgwatch", str(pgdata), str(interval_s)],
-                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                     start_new_session=True, close_fds=True)
+    # through a shell that puts it in the background and exits at once: the watcher is nobody's child to reap
+    subprocess.run(["/bin/sh", "-c", 'exec "$0" "$@" &', sys.executable, "-m", "hejcti.pgwatch", str(pgdata),
+                    str(interval_s)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True, check=False, timeout=10)
 
 
 def watch(pgdata: Path, interval_s: float = INTERVAL_S) -> int:
