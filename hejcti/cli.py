@@ -39,9 +39,7 @@ class Parser(argparse.ArgumentParser):
 def _settings_parent() -> argparse.ArgumentParser:
     p = Parser(add_help=False)
     g = p.add_argument_group("settings (each also HEJCTI_<NAME>; a flag wins)")
-    for name in SETTING_FLAGS:
-        if name in ("host", "port"):
-            continue  # serve declares them itself; --url/--public-url cover the rest
+    for name in SETTING_FLAGS:  # --host/--port: where serve listens, and where simulate-call and listen connect
         g.add_argument("--" + name.replace("_", "-"), dest=name, default=None, metavar=name.upper())
     # SUPPRESS: a --json given before the command (``hejcti --json account list``) is not reset to False here
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
@@ -57,8 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("serve", parents=[common], help="run the server")
-    s.add_argument("--host", default=None)
-    s.add_argument("--port", type=int, default=None)
     s.add_argument("--role", choices=("all", "web", "worker"), default="all")
 
     sub.add_parser("migrate", parents=[common], help="apply schema.sql (safe to run again)")
@@ -104,10 +100,20 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--to", dest="number_to", required=True)
     sim.add_argument("--user", required=True)
     sim.add_argument("--answer-by", default=None)
-    sim.add_argument("--hangup", default=None, metavar="CAUSE")
-    sim.add_argument("--url", default=None, metavar="BASE")
+    sim.add_argument("--hangup", default=None, metavar="CAUSE",
+                     help="the hangup's cause, as sipgate sends it: normalClearing (the default when answered), "
+                          "cancel (the default otherwise), busy, noAnswer, congestion, notFound, forwarded")
+    sim.add_argument("--no-hangup", action="store_true",
+                     help="post no hangup: the call stays ringing (or answered) until the server ends it")
+    sim.add_argument("--url", default=None, metavar="BASE",
+                     help="the server (default: PUBLIC_URL, or http://HOST:PORT)")
     sim.add_argument("--direction", choices=("in", "out"), default="in")
-    sim.add_argument("--delay", type=float, default=1.0, help="seconds between the pushes")
+    sim.add_argument("--delay", type=float, default=1.0, help="seconds between the pushes (default 1)")
+
+    li = sub.add_parser("listen", parents=[common],
+                        help="hold a session as an extension does and print each event it receives")
+    li.add_argument("--token", required=True, help="a user's token (hejcti user add / user token)")
+    li.add_argument("--url", default=None, metavar="BASE", help="the server (default: PUBLIC_URL, or http://HOST:PORT)")
 
     ex = sub.add_parser("export", parents=[common], help="every stored datum of an account, as JSON")
     ex.add_argument("--account", required=True)
@@ -188,6 +194,15 @@ async def run_command(args: argparse.Namespace, settings: Settings) -> dict[str,
         return await with_store(settings, lambda a: a.export(args.account))
     if cmd == "simulate-call":
         return await _simulate(args, settings)
+    if cmd == "listen":
+        from hejcti.listen import listen
+
+        def out(line: str) -> None:
+            print(line, flush=True)
+
+        await listen(_client_base(args, settings), args.token, as_json=args.json, out=out,
+                     note=lambda line: print(line, file=sys.stderr, flush=True))
+        return None
     raise HejctiError(f"unknown command {cmd}")  # pragma: no cover - argparse refuses first
 
 
@@ -200,9 +215,15 @@ async def _simulate(args: argparse.Namespace, settings: Settings) -> dict[str, A
     from hejcti.errors import BadRequestError
 
     async def token_and_region(admin: Any) -> dict[str, Any]:
-        return {"token": await admin.webhook_token(args.account), "region": await admin.region(args.account)}
+        return {"token": await admin.webhook_token(args.account), "region": await admin.region(args.account),
+                "users": [u["sipgate_user"] for u in (await admin.list_users(args.account))["users"]]}
 
     found = await with_store(settings, token_and_region)
+    for flag, user in (("--user", args.user), ("--answer-by", args.answer_by)):
+        if user is not None and user not in found["users"]:  # sipgate would push it; no session would see it
+            has = f"its users: {', '.join(found['users'])}" if found["users"] else "it has no users yet"
+            raise BadRequestError(f"{flag} {user}: account {args.account} has no sipgate user {user} ({has}); "
+                                  f"add it with: hejcti user add --account {args.account} --sipgate-user {user}")
     numbers = []
     for flag, value in (("--from", args.number_from), ("--to", args.number_to)):
         if value.strip().lower() == "anonymous":
@@ -212,9 +233,10 @@ async def _simulate(args: argparse.Namespace, settings: Settings) -> dict[str, A
         if e164 is None:
             raise BadRequestError(f"{flag} {value!r} is not a phone number")
         numbers.append(e164.lstrip("+"))
-    base = (args.url or settings.base_url).rstrip("/")
+    base = _client_base(args, settings)
     events = simulate.bodies(number_from=numbers[0], number_to=numbers[1], user=args.user,
-                             direction=args.direction, answer_by=args.answer_by, hangup=args.hangup)
+                             direction=args.direction, answer_by=args.answer_by, hangup=args.hangup,
+                             end=not args.no_hangup)
     call_id = dict(p.split("=", 1) for p in events[0][1].split("&"))["callId"]
     try:
         results = await simulate.post_all(f"{base}/webhooks/sipgate/{found['token']}", events, delay=args.delay)
@@ -226,6 +248,15 @@ async def _simulate(args: argparse.Namespace, settings: Settings) -> dict[str, A
         raise HejctiError(f"the server answered {failed[0]['status']} to {failed[0]['event']}: "
                           f"{failed[0]['body'].strip()[:200]}")
     return out
+
+
+def _client_base(args: argparse.Namespace, settings: Settings) -> str:
+    from hejcti.listen import default_base
+
+    if args.url:
+        return str(args.url).rstrip("/")
+    return default_base(settings.host, settings.port, settings.public_url,
+                        address_given=args.host is not None or args.port is not None)
 
 
 def _human(result: dict[str, Any]) -> str:
@@ -252,10 +283,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hejcti: configuration: {'.'.join(str(x) for x in err['loc'])}: {err['msg']}", file=sys.stderr)
         return 2
     if args.command == "serve":
-        if args.host is not None:
-            settings.host = args.host
-        if args.port is not None:
-            settings.port = args.port
         logs.configure(settings.renderer, settings.log_level)
     else:
         logs.configure(settings.renderer, "warning" if settings.log_level in ("debug", "info") else settings.log_level)
