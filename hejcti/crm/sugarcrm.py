@@ -3,19 +3,26 @@
 ``--crm-instance`` is the site URL. The token goes in ``OAuth-Token``, not ``Authorization``. Lookup: global
 search (Elasticsearch strips non-digits, so the national number finds every written form) over Contacts, Leads
 and Accounts; when search is unavailable (503 ``search_unavailable``) the filter API of each module with the
-written forms (``$in``) and the last eight digits (``$ends``, ``$contains``). Every hit is verified. Deep links
-``{site}/#Contacts/{id}``.
+written forms (``$in``) and the last eight digits (``$ends``, ``$contains``). Every hit is verified. Global
+search returns only the fields in Sugar's search index, and a contact's or lead's ``account_name`` is not one:
+one filter request per module for the hits' accounts follows, within the lookup's budget (if it fails, the
+hits pop without their company). Deep links ``{site}/#Contacts/{id}``.
 Records: a Calls record (status Held or Not Held) with its parent and the contact or lead linked; a note is
-appended to the call's description.
+appended to the call's description. The record's id is derived from the job's key (``record_uuid``; Sugar keeps
+an id the client gives, ``ModuleApi::createBean``), so a retry after a lost answer finds it by that id, and a
+create sent twice is refused as "Record already exists" instead of logging the call twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
+from dataclasses import replace
 from datetime import UTC
 from typing import Any
 
-from hejcti import phones
+from hejcti import logs, phones
 from hejcti.crm.base import (
     CallRecord,
     Contact,
@@ -33,14 +40,31 @@ from hejcti.crm.base import (
     rank,
 )
 
+log = logs.get("hejcti.crm.sugarcrm")
+
 PHONES = {"Contacts": ["phone_work", "phone_mobile", "phone_home", "phone_other"],
           "Leads": ["phone_work", "phone_mobile", "phone_home", "phone_other"],
           "Accounts": ["phone_office", "phone_alternate"]}
 KIND = {"Contacts": "contact", "Leads": "lead", "Accounts": "account"}
+#: the namespace of the call records' ids (``record_uuid``); never change it: retries of jobs written before
+#: would no longer find their records
+RECORDS = uuid.UUID("019c85b8-7967-4fee-a57e-b227bdad5319")
+#: below this many seconds left of the lookup's budget, the company follow-up is not started
+MIN_FOLLOW_UP_S = 0.05
+
+
+def record_uuid(record: CallRecord) -> str:
+    """The id of the call's record in the CRM: the same on every attempt of its job. The direction is part of
+    it, so the two ends of a call between two sipgate accounts that share one CRM get a record each."""
+    return str(uuid.uuid5(RECORDS, f"{record.key}\n{record.direction}"))
 
 
 class SearchUnavailableError(CrmPermanentError):
     kind = "search_unavailable"
+
+
+class RecordExistsError(CrmPermanentError):
+    """422 invalid_parameter "Record already exists": a create with the id of a record Sugar has."""
 
 
 class Adapter(CrmAdapter):
@@ -58,6 +82,9 @@ class Adapter(CrmAdapter):
             return CrmAuthError(f"sugarcrm token rejected ({label or 'HTTP 401'})", crm=self.kind, status=401)
         if resp.status == 503 and label == "search_unavailable":
             return SearchUnavailableError("sugarcrm search is unavailable", crm=self.kind, status=503)
+        message = str(body.get("error_message") or "") if isinstance(body, dict) else ""
+        if resp.status == 422 and label == "invalid_parameter" and message.startswith("Record already exists"):
+            return RecordExistsError("sugarcrm: the record exists already", crm=self.kind, status=422)
         return super().classify(resp)
 
     def _contact(self, base: str, module: str, r: dict[str, Any], e164: str) -> Contact | None:
@@ -75,15 +102,55 @@ class Adapter(CrmAdapter):
 
     async def lookup(self, e164: str, creds: Credentials | None, *, crm_user: str | None = None) -> list[Contact]:
         base = self.base_url(creds)
+        started = time.monotonic()
         try:
             data = await self.request("GET", f"{base}/rest/v11/globalsearch", creds=creds, params={
                 "q": phones.national_significant(e164), "module_list": "Contacts,Leads,Accounts", "max_num": "20"})
             records = [(r.get("_module", ""), r) for r in (data or {}).get("records") or []]
+            searched = True
         except SearchUnavailableError:
             answers = await asyncio.gather(*(self._filter(base, m, e164, creds) for m in PHONES))
             records = [(m, r) for m, rs in zip(PHONES, answers, strict=True) for r in rs]
+            searched = False  # the filter API returned account_name itself
         found = [c for c in (self._contact(base, m, r, e164) for m, r in records) if c is not None]
+        if searched:
+            found = await self._companies(base, found, creds, self.budget - (time.monotonic() - started))
         return rank(found, crm_user)
+
+    async def _companies(self, base: str, found: list[Contact], creds: Credentials | None,
+                         left: float) -> list[Contact]:
+        """The account of each contact and lead hit, which global search does not return (its index has no
+        ``account_name`` on Contacts and Leads): one filter request per module by the hits' ids, cut off at
+        ``left`` seconds. A module whose request fails or is too late pops without company (a pop without it
+        beats none); an expired token is raised as for the search."""
+        ids = {m: [c.id for c in found if c.kind == KIND[m]] for m in ("Contacts", "Leads")}
+        ids = {m: v for m, v in ids.items() if v}
+        if not ids or left < MIN_FOLLOW_UP_S:
+            return found
+
+        async def accounts(module: str, wanted: list[str]) -> list[dict]:
+            data = await self.request("POST", f"{base}/rest/v11/{module}/filter", creds=creds, budget=left, json={
+                "filter": [{"id": {"$in": wanted}}], "fields": "id,account_id,account_name", "max_num": len(wanted)})
+            rows = data.get("records") if isinstance(data, dict) else None
+            if not isinstance(rows, list):
+                raise CrmPermanentError(f"sugarcrm {module} filter: unexpected answer", crm=self.kind)
+            return rows
+
+        try:
+            async with asyncio.timeout(left):
+                answers = await asyncio.gather(*(accounts(m, v) for m, v in ids.items()), return_exceptions=True)
+        except TimeoutError:
+            answers = [TimeoutError()] * len(ids)
+        if expired := next((a for a in answers if isinstance(a, CrmAuthError)), None):
+            raise expired
+        for module, answer in zip(ids, answers, strict=True):
+            if isinstance(answer, BaseException):
+                log.warning("crm.lookup.company_failed", crm=self.kind, module=module, hits=len(ids[module]),
+                            error=type(answer).__name__)
+        rows = {r["id"]: r for a in answers if isinstance(a, list) for r in a if isinstance(r, dict) and r.get("id")}
+        return [replace(c, company=rows[c.id].get("account_name") or None,
+                        parent_id=(rows[c.id].get("account_id") or None) if c.kind == "contact" else c.parent_id)
+                if c.id in rows else c for c in found]
 
     async def _filter(self, base: str, module: str, e164: str, creds: Credentials | None) -> list[dict]:
         # Reference §5.3: the filter API compares raw strings with $equals/$in/$starts/$ends/$contains, no
@@ -107,6 +174,7 @@ class Adapter(CrmAdapter):
         base = self.base_url(creds)
         hours, minutes = duration_parts(record.duration_s)
         call: dict[str, Any] = {
+            "id": record_uuid(record),
             "name": record.subject(self.region),
             "direction": "Inbound" if record.direction == "in" else "Outbound",
             "status": "Held" if record.answered or record.voicemail else "Not Held",
@@ -123,10 +191,30 @@ class Adapter(CrmAdapter):
                 call[module.lower()] = {"add": [c.id]}
         if record.owner:
             call["assigned_user_id"] = record.owner
-        data = await self.request("POST", f"{base}/rest/v11/Calls", creds=creds, json=call, budget=10)
+        try:
+            data = await self.request("POST", f"{base}/rest/v11/Calls", creds=creds, json=call, budget=10)
+        except RecordExistsError:
+            # an earlier attempt created it and its answer was lost: it gets this attempt's description (the
+            # note as the job holds it now), as if this create had been the first
+            await self.request("PUT", f"{base}/rest/v11/Calls/{call['id']}", creds=creds, budget=10,
+                               json={"description": call["description"]})
+            data = {"id": call["id"]}
         if not isinstance(data, dict) or not data.get("id"):
             raise CrmPermanentError("sugarcrm created no call", crm=self.kind)
         return LoggedRecord(record_id=data["id"], url=f"{base}/#Calls/{data['id']}")
+
+    async def find_logged(self, record: CallRecord, creds: Credentials | None) -> LoggedRecord | None:
+        base = self.base_url(creds)
+        rid = record_uuid(record)
+        data = await self.request("POST", f"{base}/rest/v11/Calls/filter", creds=creds, budget=10, json={
+            "filter": [{"id": {"$equals": rid}}], "fields": "id,description", "max_num": 1})
+        rows = data.get("records") if isinstance(data, dict) else None
+        if not isinstance(rows, list):
+            raise CrmPermanentError("sugarcrm Calls filter: unexpected answer", crm=self.kind)
+        row = next((r for r in rows if isinstance(r, dict) and r.get("id") == rid), None)
+        if row is None:
+            return None
+        return LoggedRecord(record_id=rid, url=f"{base}/#Calls/{rid}", body=row.get("description") or "")
 
     async def append_note(self, record_id: str, text: str, creds: Credentials | None) -> None:
         base = self.base_url(creds)

@@ -6,6 +6,9 @@ last eight digits with ``%`` between them: V8 allows one value per field and ope
 so this finds ``030 1234 5678`` too), every hit verified. Deep links in
 SuiteCRM 7 form (``index.php?module=Contacts&action=DetailView&record=…``, which SuiteCRM 8 also serves).
 Records: a Calls record (status Held or Not Held) with its parent; a note is appended to its description.
+The record's id is derived from the job's key as for SugarCRM (``record_uuid``; V8 keeps an id the client gives,
+``ModuleService::createRecord``), so a retry after a lost answer finds it by ``filter[id][eq]``, and a create
+sent twice is refused ("Bean Calls with id … is already exist") instead of logging the call twice.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from hejcti.crm.base import (
     parse_time,
     rank,
 )
+from hejcti.crm.sugarcrm import record_uuid  # SuiteCRM is SugarCRM CE's fork: the same ids
 
 PHONES = {"Contacts": ["phone_work", "phone_mobile", "phone_home", "phone_other"],
           "Leads": ["phone_work", "phone_mobile", "phone_home", "phone_other"],
@@ -40,6 +44,10 @@ OTHER = {"Contacts": ["first_name", "last_name", "account_id", "account_name", "
          "Accounts": ["name", "assigned_user_id", "date_modified"]}
 KIND = {"Contacts": "contact", "Leads": "lead", "Accounts": "account"}
 JSONAPI = {"Content-Type": "application/vnd.api+json", "Accept": "application/vnd.api+json"}
+
+
+class RecordExistsError(CrmPermanentError):
+    """400 "Bean Calls with id … is already exist": a create with the id of a record SuiteCRM has."""
 
 
 class Adapter(CrmAdapter):
@@ -53,6 +61,8 @@ class Adapter(CrmAdapter):
         if resp.status == 400:
             body = body_json(resp)
             detail = ((body or {}).get("errors") or {}).get("detail") if isinstance(body, dict) else None
+            if isinstance(detail, str) and detail.startswith("Bean ") and detail.endswith(" is already exist"):
+                return RecordExistsError("suitecrm: the record exists already", crm=self.kind, status=400)
             return CrmPermanentError(f"suitecrm refused the request: {str(detail or 'HTTP 400')[:120]}",
                                      crm=self.kind, status=400)
         return super().classify(resp)
@@ -112,18 +122,45 @@ class Adapter(CrmAdapter):
             attributes["parent_id"] = c.id
         if record.owner:
             attributes["assigned_user_id"] = record.owner
-        data = await self.request("POST", f"{base}/Api/V8/module", creds=creds, budget=10, headers=JSONAPI,
-                                  data=json.dumps({"data": {"type": "Calls", "attributes": attributes}}))
+        given = record_uuid(record)
+        try:
+            data = await self.request("POST", f"{base}/Api/V8/module", creds=creds, budget=10, headers=JSONAPI,
+                                      data=json.dumps({"data": {"type": "Calls", "id": given,
+                                                                "attributes": attributes}}))
+        except RecordExistsError:
+            # an earlier attempt created it and its answer was lost: it gets this attempt's description (the
+            # note as the job holds it now), as if this create had been the first
+            await self._describe(base, given, attributes["description"], creds)
+            data = {"data": {"id": given}}
         rid = ((data or {}).get("data") or {}).get("id") if isinstance(data, dict) else None
         if not rid:
             raise CrmPermanentError("suitecrm created no call", crm=self.kind)
         return LoggedRecord(record_id=rid, url=self._url(base, "Calls", rid))
+
+    async def find_logged(self, record: CallRecord, creds: Credentials | None) -> LoggedRecord | None:
+        # no filter[operator]: the default AND keeps the "deleted = 0" every V8 listing adds
+        base = self.base_url(creds)
+        rid = record_uuid(record)
+        data = await self.request("GET", f"{base}/Api/V8/module/Calls", creds=creds, budget=10,
+                                  params={"filter[id][eq]": rid, "fields[Calls]": "description"},
+                                  headers={"Accept": JSONAPI["Accept"]})
+        rows = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(rows, list):
+            raise CrmPermanentError("suitecrm Calls: unexpected answer", crm=self.kind)
+        row = next((r for r in rows if isinstance(r, dict) and r.get("id") == rid), None)
+        if row is None:
+            return None
+        return LoggedRecord(record_id=rid, url=self._url(base, "Calls", rid),
+                            body=(row.get("attributes") or {}).get("description") or "")
+
+    async def _describe(self, base: str, rid: str, description: str, creds: Credentials | None) -> None:
+        await self.request("PATCH", f"{base}/Api/V8/module", creds=creds, budget=10, headers=JSONAPI,
+                           data=json.dumps({"data": {"type": "Calls", "id": rid,
+                                                     "attributes": {"description": description}}}))
 
     async def append_note(self, record_id: str, text: str, creds: Credentials | None) -> None:
         base = self.base_url(creds)
         current = await self.request("GET", f"{base}/Api/V8/module/Calls/{record_id}", creds=creds, budget=10,
                                      params={"fields[Calls]": "description"}, headers={"Accept": JSONAPI["Accept"]})
         old = (((current or {}).get("data") or {}).get("attributes") or {}).get("description") or ""
-        await self.request("PATCH", f"{base}/Api/V8/module", creds=creds, budget=10, headers=JSONAPI,
-                           data=json.dumps({"data": {"type": "Calls", "id": record_id, "attributes": {
-                               "description": f"{old}\n\n{text}" if old else text}}}))
+        await self._describe(base, record_id, f"{old}\n\n{text}" if old else text, creds)

@@ -1,5 +1,6 @@
 """A fake SuiteCRM V8 (reference §6.9): JSON:API module listing with filter[operator] and eq/like on raw
-strings, Calls created with 201, 401 access_denied, errors as an object."""
+strings (Calls too), Calls created with 201 (a client-given id honoured, as ``ModuleService::createRecord``
+does), 401 access_denied, errors as an object."""
 
 from __future__ import annotations
 
@@ -62,14 +63,16 @@ class Fake(FakeCrm):
     async def listing(self, request: web.Request) -> web.Response:
         await self.slow()
         module = request.match_info["module"]
-        if module not in self.state.records:
+        if module not in self.state.records and module != "Calls":
             return error(400, f"Module {module} does not exist")
         conds = [(m.group(1), m.group(2), v) for k, v in request.query.items()
                  if (m := re.match(r"filter\[(\w+)\]\[(eq|like)\]$", k))]
         any_of = request.query.get("filter[operator]", "and") == "or"
         rows = []
-        for r in self.state.records[module]:
-            tests = [(r["attributes"].get(f) or "") == v if op == "eq" else _like(r["attributes"].get(f) or "", v)
+        stored = self.state.calls.values() if module == "Calls" else self.state.records[module]
+        for r in stored:
+            values = {**r["attributes"], "id": r["id"]}
+            tests = [(values.get(f) or "") == v if op == "eq" else _like(values.get(f) or "", v)
                      for f, op, v in conds]
             if (any(tests) if any_of else all(tests)):
                 rows.append({"type": OBJECT[module], "id": r["id"], "attributes": r["attributes"],
@@ -83,11 +86,17 @@ class Fake(FakeCrm):
         data = json.loads(await request.text()).get("data") or {}
         if data.get("type") != "Calls" or not (data.get("attributes") or {}).get("name"):
             return error(400, "Bad request")
-        cid = str(uuid.uuid4())
+        cid = str(data.get("id") or uuid.uuid4())
+        try:
+            uuid.UUID(cid)  # CreateModuleDataParams: a given id must be a UUID
+        except ValueError:
+            return error(400, f'The option "id" with value "{cid}" is invalid.')
+        if cid in self.state.calls:
+            return error(400, f"Bean Calls with id {cid} is already exist")
         stored = {"type": "Call", "id": cid, "attributes": data["attributes"]}
         self.state.calls[cid] = stored
         self.state.created.append({"id": cid, **data["attributes"]})
-        return json_response({"data": stored}, 201)
+        return self.created_answer(request, json_response({"data": stored}, 201))
 
     async def get_call(self, request: web.Request) -> web.Response:
         call = self.state.calls.get(request.match_info["id"])
