@@ -52,6 +52,9 @@ CREATE TABLE IF NOT EXISTS calls (
     duration_s    integer,
     PRIMARY KEY (account_id, call_id)
 );
+-- the user ids (users.id) it rings for, resolved at its newCall: its events go to those users' sessions only, so
+-- a user removed since (or an earlier holder of the same sipgate id) gets none. NULL: a call from before.
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS user_ids text[];
 CREATE INDEX IF NOT EXISTS calls_open ON calls (started_at) WHERE ended_at IS NULL;
 CREATE INDEX IF NOT EXISTS calls_started ON calls (started_at);
 CREATE INDEX IF NOT EXISTS calls_open_legs ON calls (account_id, xcid) WHERE ended_at IS NULL;
@@ -110,13 +113,15 @@ CREATE INDEX IF NOT EXISTS call_records_waiting ON call_records (run_after) WHER
 CREATE INDEX IF NOT EXISTS call_records_calls ON call_records USING gin (call_ids);
 
 -- Store one pushed event: insert it (a repeat is a no-op), update the call, and NOTIFY the listeners.
--- Returns the event id, or NULL for a repeated delivery.
+-- Returns the event id, or NULL for a repeated delivery. The event's data gains `users` (the sipgate user ids it
+-- rings for) and `recipients` (their users.id, the same order; null for a call stored before they were kept).
 CREATE OR REPLACE FUNCTION hejcti_ingest(p_account text, p_event text, p_call_id text, p_dedup text, p_data jsonb)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     v_now    timestamptz := clock_timestamp();
     v_call   calls%ROWTYPE;
     v_users  text[];
+    v_uids   text[];
     v_data   jsonb := p_data;
     v_id     bigint;
     v_vm     boolean;
@@ -131,28 +136,34 @@ BEGIN
         v_vm := coalesce((p_data->>'voicemail')::boolean, false);
         IF v_vm THEN
             -- a voicemail leg rings for nobody; its answer and hangup go to whoever the first leg rang for
-            SELECT coalesce((SELECT c.users FROM calls c WHERE c.account_id = p_account
-                              AND c.call_id = p_data->>'orig_call_id' AND c.call_id <> p_call_id), '{}')
-              INTO v_users;
+            SELECT coalesce(c.users, '{}'), coalesce(c.user_ids, '{}') INTO v_users, v_uids
+              FROM (SELECT 1) one
+              LEFT JOIN calls c ON c.account_id = p_account AND c.call_id = p_data->>'orig_call_id'
+                               AND c.call_id <> p_call_id;
         ELSIF jsonb_array_length(coalesce(p_data->'user_ids', '[]')) > 0 THEN
             -- one index probe per rung user (the LATERAL … LIMIT 1 keeps it so), in the push's order. Not a
             -- join or `sipgate_user = ANY(ids)`: plpgsql caches a generic plan, and for `account_id = $1` that
             -- plan read every user of the account (1,000 per push in the benchmark, most of PostgreSQL's time).
-            SELECT coalesce(array_agg(x.id ORDER BY x.n), '{}') INTO v_users
+            SELECT coalesce(array_agg(x.id ORDER BY x.n), '{}'), coalesce(array_agg(known.id ORDER BY x.n), '{}')
+              INTO v_users, v_uids
               FROM (SELECT e.id, min(e.n) AS n   -- a user listed twice rings once
                       FROM jsonb_array_elements_text(p_data->'user_ids') WITH ORDINALITY AS e(id, n)
                      GROUP BY e.id) x
-             CROSS JOIN LATERAL (SELECT 1 FROM users u
+             CROSS JOIN LATERAL (SELECT u.id FROM users u
                                   WHERE u.account_id = p_account AND u.sipgate_user = x.id LIMIT 1) known;
         ELSE
-            SELECT coalesce(array_agg(sipgate_user ORDER BY sipgate_user), '{}') INTO v_users
+            SELECT coalesce(array_agg(sipgate_user ORDER BY sipgate_user), '{}'),
+                   coalesce(array_agg(id ORDER BY sipgate_user), '{}')
+              INTO v_users, v_uids
               FROM users WHERE account_id = p_account;
         END IF;
-        v_data := v_data || jsonb_build_object('users', to_jsonb(v_users));
+        v_data := v_data || jsonb_build_object('users', to_jsonb(v_users), 'recipients', to_jsonb(v_uids));
     ELSE
         SELECT * INTO v_call FROM calls WHERE account_id = p_account AND call_id = p_call_id FOR UPDATE;
         v_users := coalesce(v_call.users, '{}');
         v_data := v_data || jsonb_build_object('users', to_jsonb(v_users),
+                                               'recipients', CASE WHEN v_call.call_id IS NULL THEN '[]'::jsonb
+                                                                  ELSE to_jsonb(v_call.user_ids) END,
                                                'voicemail', coalesce(v_call.voicemail, false)
                                                    OR coalesce((p_data->>'voicemail')::boolean, false));
         IF p_event = 'hangup' THEN
@@ -174,9 +185,9 @@ BEGIN
 
     IF p_event = 'newCall' THEN
         INSERT INTO calls (account_id, call_id, orig_call_id, xcid, direction, number, own_number, users,
-                           voicemail, started_at)
+                           user_ids, voicemail, started_at)
         VALUES (p_account, p_call_id, p_data->>'orig_call_id', p_data->>'xcid', p_data->>'direction',
-                p_data->>'number', p_data->>'own_number', v_users, v_vm, v_now)
+                p_data->>'number', p_data->>'own_number', v_users, v_uids, v_vm, v_now)
         ON CONFLICT (account_id, call_id) DO NOTHING;
     ELSIF p_event = 'answer' THEN
         IF v_call.call_id IS NULL THEN
@@ -290,3 +301,36 @@ BEGIN
         updated_at = now();
 END;
 $$;
+
+-- Revocation reaches live sessions (CONTRACT §5): a user's new token, a user's removal and an account's deletion
+-- NOTIFY `hejcti_revoked` in the transaction that does them, whoever does them (CLI, portal, SQL). Every
+-- process's listener hears it and closes the sessions it names: {"user_id", "token_hash"} (hex of the replaced
+-- token's hash) closes that token's sessions, {"user_id"} all of a removed user's, {"account_id"} an account's.
+CREATE OR REPLACE FUNCTION hejcti_user_revoked() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        IF NEW.token_hash IS DISTINCT FROM OLD.token_hash THEN
+            PERFORM pg_notify('hejcti_revoked', json_build_object('user_id', OLD.id,
+                                                                  'token_hash', encode(OLD.token_hash, 'hex'))::text);
+        END IF;
+    -- a user deleted with its account (the cascade runs after the account's row is gone): the account's own
+    -- notification closes the sessions, with the account's code
+    ELSIF EXISTS (SELECT 1 FROM accounts WHERE id = OLD.account_id) THEN
+        PERFORM pg_notify('hejcti_revoked', json_build_object('user_id', OLD.id)::text);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+DROP TRIGGER IF EXISTS users_revoked ON users;
+CREATE TRIGGER users_revoked AFTER UPDATE OF token_hash OR DELETE ON users
+    FOR EACH ROW EXECUTE FUNCTION hejcti_user_revoked();
+
+CREATE OR REPLACE FUNCTION hejcti_account_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('hejcti_revoked', json_build_object('account_id', OLD.id)::text);
+    RETURN NULL;
+END;
+$$;
+DROP TRIGGER IF EXISTS accounts_deleted ON accounts;
+CREATE TRIGGER accounts_deleted AFTER DELETE ON accounts
+    FOR EACH ROW EXECUTE FUNCTION hejcti_account_deleted();

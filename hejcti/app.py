@@ -98,7 +98,7 @@ def create_app(settings: Settings, database_url: str, role: Role = "all") -> web
         app[WS].note = records.add_note
         app[WS].on_credentials = lambda _session: records.wake()
         app[LISTENER] = listener = Listener(database_url, _deliver(fanout, records), metrics,
-                                            poll_interval=settings.poll_interval_s)
+                                            poll_interval=settings.poll_interval_s, hub=hub)
         app[REAPER] = reaper = Reaper(app[POOL], interval=settings.reaper_interval_s,
                                       ring_timeout_s=settings.ring_timeout_s,
                                       talk_timeout_s=settings.talk_timeout_s,

@@ -55,7 +55,8 @@ class Settings(BaseSettings):
     sipgate_login_url: str = "https://login.sipgate.com/auth/realms/third-party/protocol/openid-connect"
     sipgate_client_id: str | None = None
     sipgate_client_secret: SecretStr | None = None
-    extension_ids: str = ""  # comma-separated browser extension ids that may receive sign-in tokens
+    # comma-separated browser extension ids that may receive sign-in tokens; default: the reference extension's
+    extension_ids: str = "hnnlhefhhmhfapdfppcpbjkplolijhoc"
 
     # not in the contract's table: tuning an operator rarely touches
     workers: int = Field(16, ge=1)
@@ -71,13 +72,22 @@ class Settings(BaseSettings):
     credentials_wait_s: float = 10.0
     sipgate_timeout_s: float = Field(5.0, gt=0)  # one request to sipgate's REST API (CONTRACT §5.1: 5 s)
     sipgate_cache_ttl_s: float = Field(60.0, ge=0, le=60.0)  # live user data, per account (CONTRACT §8)
+    # incoming connections (CONTRACT §4): idle, slow or half-sent ones cannot hold the server
+    header_timeout_s: float = Field(10.0, gt=0)
+    body_timeout_s: float = Field(10.0, gt=0)
+    keepalive_timeout_s: float = Field(75.0, gt=0)
+    max_connections: int = Field(0, ge=0)  # 0: the open-file limit less what the process needs besides
+    connection_log_interval_s: float = Field(10.0, gt=0)
+    ingest_deadline_s: float = Field(1.5, gt=0)  # a webhook the database does not store in time: 503
+    readyz_timeout_s: float = Field(1.0, gt=0)
+    metrics_allowed_ips: str = "127.0.0.1/32,::1/128"  # empty: anyone
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower(cls, v: object) -> object:
         return v.lower() if isinstance(v, str) else v
 
-    @field_validator("sipgate_allowed_ips", "trusted_proxies")
+    @field_validator("sipgate_allowed_ips", "trusted_proxies", "metrics_allowed_ips")
     @classmethod
     def _cidrs(cls, v: str) -> str:
         parse_cidrs(v)
@@ -101,6 +111,10 @@ class Settings(BaseSettings):
     @property
     def trusted_networks(self) -> tuple[Network, ...]:
         return parse_cidrs(self.trusted_proxies)
+
+    @property
+    def metrics_networks(self) -> tuple[Network, ...]:
+        return parse_cidrs(self.metrics_allowed_ips)
 
     @property
     def embedded(self) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hejcti import db, logs, runtime
+from hejcti import connections, db, logs, runtime
 from hejcti.app import Role, create_app
 from hejcti.config import Settings
 
@@ -27,7 +27,8 @@ async def serve(settings: Settings, role: Role = "all", ready: asyncio.Event | N
         await db.migrate(url)
         settings.resolved_secret_key()  # embedded: generated once into DATA_DIR
         app = create_app(settings, url, role)
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10, access_log=None)
+        connections.raise_file_limit()
+        runner = connections.Runner(app, settings, handle_signals=False, shutdown_timeout=10, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
         try:
@@ -37,7 +38,7 @@ async def serve(settings: Settings, role: Role = "all", ready: asyncio.Event | N
             raise
         port = runner.addresses[0][1] if runner.addresses else settings.port
         runtime.tune_gc()
-        log.info("server.started", host=settings.host, port=port, role=role,
+        log.info("server.started", host=settings.host, port=port, role=role, max_connections=runner.guard.limits.cap,
                  database="embedded" if embedded else "shared", public_url=settings.base_url)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

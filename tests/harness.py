@@ -18,6 +18,7 @@ from hejcti import db
 from hejcti.admin import Admin
 from hejcti.app import Role, create_app
 from hejcti.config import Settings
+from hejcti.connections import Runner
 from hejcti.store import Store
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"}
@@ -127,8 +128,8 @@ class Harness:
 
     async def start(self) -> Harness:
         await db.migrate(self.database_url)
-        self.runner = web.AppRunner(create_app(self.settings, self.database_url, self.role), access_log=None,
-                                    shutdown_timeout=5)
+        self.runner = Runner(create_app(self.settings, self.database_url, self.role), self.settings,
+                             access_log=None, shutdown_timeout=5)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
         await site.start()

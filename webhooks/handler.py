@@ -3,14 +3,13 @@ parse, store in one (group) transaction, answer XML. No CRM call, no socket send
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Sequence
 from xml.sax.saxutils import quoteattr
 
 from aiohttp import web
 
 from hejcti import logs, tokens
-from hejcti.config import Network, Settings
+from hejcti.config import Settings
+from hejcti.connections import client_address, peer_in
 from hejcti.errors import BadRequestError, DatabaseUnavailableError
 from hejcti.metrics import Metrics
 from webhooks import sipgate
@@ -20,31 +19,6 @@ log = logs.get("webhooks")
 MAX_BODY = 64 * 1024
 XML = "application/xml"
 EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
-
-
-def _in(addr: str | None, networks: Sequence[Network]) -> bool:
-    if not addr:
-        return False
-    try:
-        ip = ipaddress.ip_address(addr.strip().split("%")[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip in n for n in networks)
-
-
-def client_address(request: web.BaseRequest, trusted: Sequence[Network]) -> str | None:
-    """The socket peer; when that peer is a trusted proxy, the right-most X-Forwarded-For entry that is not."""
-    peer = request.transport.get_extra_info("peername") if request.transport else None
-    addr = peer[0] if peer else None
-    if not trusted or not _in(addr, trusted):
-        return addr
-    hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if h.strip()]
-    for hop in reversed(hops):
-        if not _in(hop, trusted):
-            return hop
-    return hops[0] if hops else addr
 
 
 class WebhookHandler:
@@ -64,7 +38,7 @@ class WebhookHandler:
         token = request.match_info["token"]
         if self.allowed:
             addr = client_address(request, self.trusted)
-            if not _in(addr, self.allowed):
+            if not peer_in(addr, self.allowed):
                 log.warning("webhook.forbidden", peer=addr)
                 return self._answer("", 403, "peer not allowed\n")
         if request.content_length is not None and request.content_length > MAX_BODY:
@@ -98,6 +72,9 @@ class WebhookHandler:
             status, event_id, account = await self.ingest.submit(tokens.digest(token), push)
         except DatabaseUnavailableError:
             return self._answer(push.event, 503, "database unavailable, try again\n")
+        except BadRequestError as e:  # a field PostgreSQL refuses: a retry would be refused again
+            log.info("webhook.rejected", reason=str(e), kind=push.event)
+            return self._answer(push.event, 400, f"{e}\n")
         if status == "unknown":
             return self._answer(push.event, 404)
         log.info("webhook.accepted" if status == "stored" else "webhook.repeated", kind=push.event,

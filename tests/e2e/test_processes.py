@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -24,7 +25,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, env: dict[str, str], log: Path, role: str = "all") -> None:
+    def __init__(self, env: dict[str, str], log: Path, role: str = "all", **popen: Any) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -32,7 +33,7 @@ class Server:
         self.proc = subprocess.Popen([sys.executable, "-m", "hejcti.cli", "serve", "--port", str(self.port),
                                       "--role", role],
                                      env={**env, "HEJCTI_PUBLIC_URL": self.base}, cwd=ROOT,
-                                     stdout=self._fh, stderr=subprocess.STDOUT)
+                                     stdout=self._fh, stderr=subprocess.STDOUT, **popen)
 
     async def ready(self, http: aiohttp.ClientSession, timeout: float = 30) -> None:
         loop = asyncio.get_running_loop()
