@@ -352,12 +352,14 @@ class FakeSipgate:
 
     async def _run(self, steps: list[tuple[str, Leg]], force: bool = False) -> None:
         for event, leg in steps:
-            if leg.ended and not force:
-                continue  # hung up or transferred meanwhile: its pushes went out with that
             if self.state.manual:
                 await self._gate.acquire()
             elif self.state.interval:
                 await asyncio.sleep(self.state.interval)
+            if leg.ended and not force:
+                if self.state.manual:
+                    self._gate.release()  # this push is not sent: the next one may take its turn
+                continue  # hung up or transferred meanwhile: its pushes went out with that
             await self._push(event, leg)
 
     async def _push(self, event: str, leg: Leg) -> None:
