@@ -27,6 +27,18 @@ UNAVAILABLE = (
     asyncpg.exceptions.ConnectionFailureError,
 )
 
+#: errors that say the data cannot be stored as sent, whatever the server's state: a value PostgreSQL refuses
+#: (class 22: out of range, bad encoding, ``\u0000`` in jsonb; class 54: "index row size exceeds"; a NOT NULL or
+#: CHECK constraint) or asyncpg cannot encode. Before ``UNAVAILABLE`` in a handler: asyncpg's encoding error is
+#: an ``InterfaceError``.
+UNSTORABLE = (
+    asyncpg.exceptions.DataError,
+    asyncpg.exceptions.ProgramLimitExceededError,
+    asyncpg.exceptions.NotNullViolationError,
+    asyncpg.exceptions.CheckViolationError,
+    asyncpg.exceptions._base.DataError,  # noqa: SLF001  (the client's: "invalid input for query argument")
+)
+
 
 @cache
 def queries() -> dict[str, str]:

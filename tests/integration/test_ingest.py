@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
+from dataclasses import replace
 
 import asyncpg
 import pytest
 
 from hejcti import tokens
 from hejcti.admin import Admin
-from hejcti.errors import DatabaseUnavailableError
+from hejcti.errors import BadRequestError, DatabaseUnavailableError
 from hejcti.metrics import Metrics
 from hejcti.store import Store
 from tests.harness import make_settings
@@ -29,21 +32,47 @@ def new_call(i: int) -> Push:
     return parse(f"event=newCall&direction=in&from=4915791234567&to=492111234567&callId=C{i}".encode())
 
 
-async def test_a_push_the_database_refuses_does_not_fail_its_batch(pool, database_url, tmp_path):
+class CountingPool:
+    """The pool, counting the commits the ingest asks of it."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self.fetches = 0
+
+    async def fetch(self, *args):
+        self.fetches += 1
+        return await self._pool.fetch(*args)
+
+
+async def test_pushes_the_database_refuses_fail_alone_with_400_and_their_batch_is_stored(pool, database_url,
+                                                                                        tmp_path):
+    """Pushes the parser would have refused, given to the ingest directly: PostgreSQL refuses them (a NUL in
+    jsonb, an index row over its size limit, a string asyncpg cannot encode). They fail alone as a bad request
+    (400, never 503: a retry would fail the same), the 61 good pushes of their batch are stored, and finding the
+    refused ones takes a few commits, not one per push."""
     token = await account_token(pool, database_url, tmp_path)
-    poisoned = Push(event="dtmf", call_id="C-bad", dedup="d", data={"dtmf": "1\x002"})  # jsonb refuses NUL
-    ingest = Ingest(pool, Metrics())
-    submits = [asyncio.ensure_future(ingest.submit(token, p))
-               for p in (new_call(1), new_call(2), poisoned, new_call(3))]
-    await asyncio.sleep(0)  # all four queued before the first commit: one batch
+    pushes = [new_call(i) for i in range(64)]
+    refused = {10: Push(event="dtmf", call_id="C-nul", dedup="d", data={"dtmf": "1\x002"}),
+               40: replace(pushes[40], call_id=base64.b64encode(os.urandom(15_000)).decode()),  # 20,000 chars
+               41: replace(pushes[41], call_id="C-\ud800")}
+    for i, push in refused.items():
+        pushes[i] = push
+    counting = CountingPool(pool)
+    ingest = Ingest(counting, Metrics())  # type: ignore[arg-type]
+    submits = [asyncio.ensure_future(ingest.submit(token, p)) for p in pushes]
+    await asyncio.sleep(0)  # all queued before the first commit: one batch
     ingest.start()
     try:
         results = await asyncio.gather(*submits, return_exceptions=True)
     finally:
         await ingest.stop()
-    assert [r[0] for r in (results[0], results[1], results[3])] == ["stored"] * 3
-    assert isinstance(results[2], DatabaseUnavailableError)
-    assert await pool.fetchval("SELECT count(*) FROM call_events") == 3
+    for i, result in enumerate(results):
+        if i in refused:
+            assert isinstance(result, BadRequestError), (i, result)
+        else:
+            assert not isinstance(result, BaseException) and result[0] == "stored", (i, result)
+    assert await pool.fetchval("SELECT count(*) FROM call_events") == 61
+    assert counting.fetches < 32  # halves, not every push on its own
 
 
 class FlakyPool:
