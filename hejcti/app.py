@@ -18,6 +18,7 @@ from aiohttp import web
 
 from hejcti import db, logs
 from hejcti.config import Settings
+from hejcti.connections import client_address, peer_in
 from hejcti.lookup import Accounts, Lookups
 from hejcti.metrics import Metrics
 from hejcti.sessions import Hub
@@ -75,7 +76,7 @@ def create_app(settings: Settings, database_url: str, role: Role = "all") -> web
     async def ingest_ctx(app: web.Application) -> AsyncIterator[None]:
         # the hot path has connections of its own: nothing else can make a webhook wait for the pool
         app[INGEST_POOL] = pool = await db.create_pool(database_url, min_size=1, max_size=2, stateless=True)
-        app[INGEST] = ingest = Ingest(pool, metrics)
+        app[INGEST] = ingest = Ingest(pool, metrics, deadline=settings.ingest_deadline_s)
         ingest.start()
         yield
         await ingest.stop()
@@ -129,9 +130,11 @@ def create_app(settings: Settings, database_url: str, role: Role = "all") -> web
 
         app.on_shutdown.append(on_shutdown)
 
+    app[READINESS] = readiness = Readiness(settings.readyz_timeout_s)
+    app.on_shutdown.append(readiness.close)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_view)
+    app.router.add_get("/metrics", _metrics_view(settings, metrics))
     return app
 
 
@@ -170,15 +173,55 @@ async def healthz(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+class Readiness:
+    """``/readyz``: one probe of the database at a time, awaited at most ``timeout``. A probe of a server that
+    does not answer is left running, not cancelled: cancelling an asyncpg query sends a CancelRequest through the
+    same server, and the pool's release waits for it up to the pool's command timeout (10 s), which is how a 1 s
+    timeout took 11 s. A /readyz that finds the probe still running waits for that one, never starts a second."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._probe: asyncio.Task[bool] | None = None
+
+    async def ready(self, pool: asyncpg.Pool) -> bool:
+        probe = self._probe
+        if probe is None or probe.done():
+            probe = self._probe = asyncio.create_task(self._select(pool), name="readyz")
+        done, _ = await asyncio.wait({probe}, timeout=self.timeout)
+        return bool(done) and not probe.cancelled() and probe.result()
+
+    @staticmethod
+    async def _select(pool: asyncpg.Pool) -> bool:
+        try:
+            async with asyncio.timeout(30):
+                await pool.fetchval("SELECT 1")
+        except (*UNAVAILABLE, asyncpg.PostgresError):
+            return False
+        return True
+
+    async def close(self, _: web.Application | None = None) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+
+
+READINESS = web.AppKey("readiness", Readiness)
+
+
 async def readyz(request: web.Request) -> web.Response:
-    try:
-        async with asyncio.timeout(1.0):
-            await request.app[POOL].fetchval("SELECT 1")
-    except (*UNAVAILABLE, asyncpg.PostgresError):
+    if not await request.app[READINESS].ready(request.app[POOL]):
         return web.json_response({"status": "unavailable", "database": "down"}, status=503)
     return web.json_response({"status": "ready", "database": "up"})
 
 
-async def metrics_view(request: web.Request) -> web.Response:
-    return web.Response(body=request.app[METRICS].render(), content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Type-Options": "nosniff"})
+def _metrics_view(settings: Settings, metrics: Metrics):  # type: ignore[no-untyped-def]
+    """``/metrics`` for peers in ``METRICS_ALLOWED_IPS`` (loopback by default; empty: anyone), else 403."""
+    allowed, trusted = settings.metrics_networks, settings.trusted_networks
+
+    async def view(request: web.Request) -> web.Response:
+        if allowed and not peer_in(addr := client_address(request, trusted), allowed):
+            log.warning("metrics.forbidden", peer=addr)
+            return web.Response(status=403, text="peer not allowed\n")
+        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8",
+                            headers={"X-Content-Type-Options": "nosniff"})
+
+    return view

@@ -8,14 +8,29 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from hejcti.errors import HejctiError
+
 # close codes: 4000–4499 reconnect and resume, 4500–4999 do not reconnect with this token
 CLOSE_SLOW_READER = 4001
 CLOSE_UNAVAILABLE = 4002  # the server cannot check the token now (database down): try again
 CLOSE_AUTH_INVALID = 4500
 CLOSE_AUTH_PROTOCOL = 4501
+CLOSE_TOKEN_REVOKED = 4502  # the user's token was replaced, or the user removed
+CLOSE_ACCOUNT_DELETED = 4503
 CLOSE_GOING_AWAY = 1001
 
 MessageId = str | int | None
+MAX_SEQ = 2**63 - 1  # seqs are PostgreSQL bigints
+#: one ``call.note``, in characters (in UTF-8 it fits the 64 KiB frame limit whatever the characters)
+NOTE_MAX_CHARS = 10_000
+#: all notes of one call, newlines between them included: Salesforce's Task Description, the smallest field the
+#: CRMs write a note into, holds 32,000 characters; the rest is room for the call facts written before the note
+#: and the blank lines between appended parts
+NOTES_MAX_CHARS = 30_000
+
+
+class NoteTooLongError(HejctiError):
+    """A note (or a call's notes together) past what the CRMs accept: answered ``note_too_long``."""
 
 
 class _Msg(BaseModel):
@@ -26,7 +41,7 @@ class _Msg(BaseModel):
 class Auth(_Msg):
     type: Literal["auth"]
     token: str = Field(min_length=1, max_length=512)
-    resume: int | None = Field(default=None, ge=0)
+    resume: int | None = Field(default=None, ge=0, le=MAX_SEQ, strict=True)  # "5", 5.0, true are no seq
 
 
 class Ping(_Msg):
@@ -42,7 +57,7 @@ class CrmCredentials(_Msg):
 class CallNote(_Msg):
     type: Literal["call.note"]
     call_id: str = Field(min_length=1, max_length=250)
-    text: str = Field(min_length=1, max_length=10000)
+    text: str = Field(min_length=1, max_length=NOTE_MAX_CHARS)
 
 
 ClientMessage = Annotated[Auth | Ping | CrmCredentials | CallNote, Field(discriminator="type")]
@@ -51,11 +66,12 @@ _adapter: TypeAdapter[Any] = TypeAdapter(ClientMessage)
 
 class BadMessage(Exception):
     def __init__(self, message: str, msg_id: MessageId = None, *, kind: str | None = None,
-                 field: str | None = None) -> None:
+                 field: str | None = None, code: str = "bad_message") -> None:
         super().__init__(message)
         self.msg_id = msg_id
         self.kind = kind  # the message's type, when it had a known one
         self.field = field  # the first field that did not validate
+        self.code = code  # the ``error`` reply's code: bad_message, or note_too_long
 
     @property
     def bad_token(self) -> bool:
@@ -87,6 +103,9 @@ def parse(text: str) -> Auth | Ping | CrmCredentials | CallNote:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"][1:]) or kind
         field = None if first["type"] == "missing" else where  # an absent field is not a bad value
+        if kind == "call.note" and field == "text" and first["type"] == "string_too_long":
+            raise BadMessage(f"call.note: text: at most {NOTE_MAX_CHARS} characters", msg_id, kind=kind,
+                             field=field, code="note_too_long") from e
         raise BadMessage(f"{kind}: {where}: {first['msg']}", msg_id, kind=kind, field=field) from e
 
 

@@ -12,7 +12,8 @@ import contextlib
 from collections import deque
 from collections.abc import Iterable
 from contextvars import ContextVar
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from aiohttp import WSMsgType, web
 
@@ -25,15 +26,17 @@ from hejcti.tokens import new_id
 log = logs.get("hejcti.sessions")
 #: the session whose resume replay is running in this context (its sends are not held back)
 REPLAYING: ContextVar[Session | None] = ContextVar("replaying", default=None)
+K = TypeVar("K")
 SEQ_WINDOW = 256  # recent seqs a session remembers, so that a resume replay and live events are not sent twice
 
 
 class Session:
     def __init__(self, ws: web.WebSocketResponse, *, user_id: str, account_id: str, sipgate_user: str,
-                 crm_user: str | None, limit: int, metrics: Metrics) -> None:
+                 crm_user: str | None, limit: int, metrics: Metrics, token_hash: bytes = b"") -> None:
         self.id = new_id("ses")
         self.ws = ws
         self.user_id = user_id
+        self.token_hash = token_hash  # the hash of the token it authenticated with: a revocation names it
         self.account_id = account_id
         self.sipgate_user = sipgate_user
         self.crm_user = crm_user
@@ -162,34 +165,84 @@ class Session:
                 await self._closer
 
 
+def _discard(index: dict[K, set[Session]], key: K, s: Session) -> None:
+    group = index.get(key)
+    if group is not None:
+        group.discard(s)
+        if not group:
+            del index[key]
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """What a revocation closes: a user's sessions (those of one token, when ``token_hash`` is set), or an
+    account's."""
+
+    user_id: str | None = None
+    token_hash: bytes | None = None
+    account_id: str | None = None
+
+    @property
+    def code(self) -> int:
+        return protocol.CLOSE_ACCOUNT_DELETED if self.account_id is not None else protocol.CLOSE_TOKEN_REVOKED
+
+    def matches(self, s: Session) -> bool:
+        if self.account_id is not None:
+            return s.account_id == self.account_id
+        return s.user_id == self.user_id and (self.token_hash is None or s.token_hash == self.token_hash)
+
+
 class Hub:
-    """The sessions of this process, by (account, sipgate user)."""
+    """The sessions of this process, by (account, sipgate user) and by user id."""
+
+    RECENT = 1000  # revocations remembered for sessions that were authenticating meanwhile
 
     def __init__(self, metrics: Metrics) -> None:
         self._by_user: dict[tuple[str, str], set[Session]] = {}
+        self._by_uid: dict[str, set[Session]] = {}
         self._all: set[Session] = set()
         self._metrics = metrics
+        self._epoch = 0  # counts revocations seen
+        self._recent: deque[tuple[int, Revocation]] = deque(maxlen=self.RECENT)
+        self._closing: set[asyncio.Task[None]] = set()
 
-    def add(self, s: Session) -> None:
+    def mark(self) -> int:
+        """Taken before a token is checked: ``add(session, since=mark)`` closes the session if a revocation of
+        that token arrived while it was being checked."""
+        return self._epoch
+
+    def add(self, s: Session, since: int | None = None) -> None:
         self._by_user.setdefault((s.account_id, s.sipgate_user), set()).add(s)
+        self._by_uid.setdefault(s.user_id, set()).add(s)
         self._all.add(s)
         self._metrics.sessions.set(len(self._all))
+        if since is not None and since < self._epoch:
+            for epoch, r in reversed(self._recent):
+                if epoch <= since:
+                    break
+                if r.matches(s):
+                    self._close_revoked(s, r.code)
+                    return
 
     def remove(self, s: Session) -> None:
-        key = (s.account_id, s.sipgate_user)
-        group = self._by_user.get(key)
-        if group is not None:
-            group.discard(s)
-            if not group:
-                del self._by_user[key]
+        _discard(self._by_user, (s.account_id, s.sipgate_user), s)
+        _discard(self._by_uid, s.user_id, s)
         self._all.discard(s)
         self._metrics.sessions.set(len(self._all))
 
     def __len__(self) -> int:
         return len(self._all)
 
-    def sessions_for(self, account_id: str, users: Iterable[str]) -> list[Session]:
+    def sessions_for(self, account_id: str, users: Iterable[str],
+                     recipients: Iterable[str] | None = None) -> list[Session]:
+        """The open sessions an event is for. ``recipients``: the user ids the event was addressed to when it
+        was stored, so a session of a user removed since (or of an earlier holder of the same sipgate id) gets
+        nothing; without them (events stored before they existed) the sipgate user ids decide."""
         out: list[Session] = []
+        if recipients is not None:
+            for uid in recipients:
+                out.extend(s for s in self._by_uid.get(uid, ()) if not s.closed and s.account_id == account_id)
+            return out
         for u in users:
             out.extend(s for s in self._by_user.get((account_id, u), ()) if not s.closed)
         return out
@@ -205,7 +258,35 @@ class Hub:
             self._metrics.pops.labels(message["type"]).inc(n)
         return n
 
+    # -- revocation --------------------------------------------------------------------------------
+
+    def revoke(self, r: Revocation) -> int:
+        """Close the sessions a revocation names (4502, or 4503 for an account). Returns how many."""
+        self._epoch += 1
+        self._recent.append((self._epoch, r))
+        if r.account_id is not None:
+            targets = [s for s in self._all if r.matches(s)]
+        else:
+            targets = [s for s in self._by_uid.get(r.user_id or "", ()) if r.matches(s)]
+        for s in targets:
+            self._close_revoked(s, r.code)
+        return len(targets)
+
+    def credentials(self) -> list[tuple[str, bytes, str]]:
+        """(user id, token hash, account id) of every open session, once each: what a sweep checks."""
+        return list({(s.user_id, s.token_hash, s.account_id) for s in self._all if not s.closed})
+
+    def _close_revoked(self, s: Session, code: int) -> None:
+        s.closed = True  # from now on nothing is queued for it
+        self.remove(s)
+        log.info("session.revoked", session=s.id, account=s.account_id, user=s.sipgate_user, code=code)
+        reason = b"account deleted" if code == protocol.CLOSE_ACCOUNT_DELETED else b"token revoked"
+        task = asyncio.create_task(s.close(code, reason), name=f"ws-revoke-{s.id}")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     async def close_all(self, code: int = protocol.CLOSE_GOING_AWAY) -> None:
         sessions = list(self._all)
         await asyncio.gather(*(s.flush(1.0) for s in sessions), return_exceptions=True)
         await asyncio.gather(*(s.close(code, b"server shutting down") for s in sessions), return_exceptions=True)
+        await asyncio.gather(*self._closing, return_exceptions=True)

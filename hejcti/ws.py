@@ -4,10 +4,11 @@ has its model in ``protocol``; a bad message gets an ``error`` reply and the ses
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from hejcti import logs, protocol, tokens
 from hejcti.config import Settings
@@ -44,11 +45,20 @@ class WebSocketHandler:
         if self.shutting_down:
             await ws.close(code=protocol.CLOSE_GOING_AWAY, message=b"server shutting down")
             return ws
-        session = await self._authenticate(ws, request)
-        if session is None:
+        authenticated = await self._authenticate(ws, request)
+        if authenticated is None:
             return ws
+        session, resume, since = authenticated
+        # from joining the hub to the end: whatever fails, the session leaves the hub
         try:
+            session.start()
+            await self._join(session, resume, since)
             await self._read_loop(ws, session)
+        except Exception:
+            log.exception("session.failed", session=session.id, account=session.account_id,
+                          user=session.sipgate_user)
+            with contextlib.suppress(Exception):
+                await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
         finally:
             self.hub.remove(session)
             await session.stop_writer()
@@ -56,7 +66,10 @@ class WebSocketHandler:
                      code=ws.close_code)
         return ws
 
-    async def _authenticate(self, ws: web.WebSocketResponse, request: web.Request) -> Session | None:
+    async def _authenticate(self, ws: web.WebSocketResponse,
+                            request: web.Request) -> tuple[Session, int | None, int] | None:
+        """The first message: a session (not yet in the hub), the seq it resumes after and the hub's mark from
+        before its token was checked; or None (closed)."""
         try:
             msg = await ws.receive(timeout=self.settings.auth_timeout_s)
         except TimeoutError:
@@ -71,10 +84,14 @@ class WebSocketHandler:
         except protocol.BadMessage as e:
             if e.bad_token:  # empty, too long, not a string: no such token
                 return await self._reject(ws)
-            auth = None
+            # not an auth message, or one whose other fields are malformed (a resume that is no seq): a protocol
+            # error, 4501; the token may well be valid, so not auth_invalid
+            await ws.close(code=protocol.CLOSE_AUTH_PROTOCOL, message=str(e).encode("ascii", "replace")[:120])
+            return None
         if not isinstance(auth, protocol.Auth):
             await ws.close(code=protocol.CLOSE_AUTH_PROTOCOL, message=b"auth first")
             return None
+        since = self.hub.mark()  # a revocation heard while the token is checked still reaches the session
         try:
             row = await self.store.fetchrow("user_by_token", tokens.digest(auth.token))
         except DatabaseUnavailableError:
@@ -83,18 +100,22 @@ class WebSocketHandler:
         if row is None or not tokens.same(auth.token, row["token_hash"]):
             return await self._reject(ws)
         session = Session(ws, user_id=row["id"], account_id=row["account_id"], sipgate_user=row["sipgate_user"],
-                          crm_user=row["crm_user"], limit=self.settings.session_queue_limit, metrics=self.metrics)
+                          crm_user=row["crm_user"], limit=self.settings.session_queue_limit, metrics=self.metrics,
+                          token_hash=bytes(row["token_hash"]))
         session.transport = request.transport
         session.send_json(protocol.reply("auth_ok", auth.id, user_id=session.user_id,
                                          account_id=session.account_id, session_id=session.id))
-        session.start()
+        return session, auth.resume, since
+
+    async def _join(self, session: Session, resume: int | None, since: int) -> None:
+        """Into the hub (live events from here on), after the replay of what a resuming session missed."""
         # not started yet: it runs below, once the session is in the hub
-        replay = self.replay(session, auth.resume) if self.replay is not None and auth.resume is not None else None
+        replay = self.replay(session, resume) if self.replay is not None and resume is not None else None
         if replay is not None:
             session.hold()  # live events wait until the replay is out: what was missed comes first
-        self.hub.add(session)  # live events from here on; the replay below skips what overlaps
+        self.hub.add(session, since)  # live events from here on; the replay below skips what overlaps
         log.info("session.opened", session=session.id, account=session.account_id, user=session.sipgate_user,
-                 resume=auth.resume)
+                 resume=resume)
         if replay is not None:
             try:
                 await replay
@@ -102,7 +123,6 @@ class WebSocketHandler:
                 log.warning("session.resume.failed", session=session.id)
             finally:
                 session.release()
-        return session
 
     @staticmethod
     async def _reject(ws: web.WebSocketResponse) -> None:
@@ -125,7 +145,7 @@ class WebSocketHandler:
         try:
             m = protocol.parse(text)
         except protocol.BadMessage as e:
-            session.send_json(protocol.reply("error", e.msg_id, code="bad_message", message=str(e)))
+            session.send_json(protocol.reply("error", e.msg_id, code=e.code, message=str(e)))
             return
         reply: dict[str, Any]
         if isinstance(m, protocol.Ping):
@@ -144,6 +164,8 @@ class WebSocketHandler:
                     ok = await self.note(session, m.call_id, m.text)
                 except DatabaseUnavailableError:
                     reply = protocol.reply("error", m.id, code="unavailable", message="database unavailable")
+                except protocol.NoteTooLongError as e:
+                    reply = protocol.reply("error", m.id, code="note_too_long", message=str(e))
                 else:
                     if isinstance(ok, str):  # the note will never be written: say why (logging off, job failed)
                         reply = protocol.reply("error", m.id, code="not_logged", message=ok)

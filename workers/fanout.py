@@ -112,7 +112,12 @@ class Fanout:
         """Push one event to the sessions of the users it targets (or to ``only``, for a resume)."""
         if ev.event == "dtmf" or ev.is_voicemail_leg:
             return
-        sessions = only if only is not None else self.hub.sessions_for(ev.account_id, ev.users)
+        # the user ids the event was stored for: a session of a user removed since gets nothing
+        recipients = ev.data.get("recipients")
+        if only is None:
+            sessions = self.hub.sessions_for(ev.account_id, ev.users, recipients)
+        else:
+            sessions = [s for s in only if recipients is None or s.user_id in recipients]
         if not sessions:
             return
         key = (ev.account_id, ev.call_id)

@@ -5,6 +5,10 @@ event. Events go to the fan-out's local queue, each once per process.
 Ids are handed out when a transaction starts but become visible when it commits, so a smaller id can show
 up after a larger one. The listener keeps the ids between what it has seen as gaps for a minute and asks for
 them (and for anything above the highest seen id) on every poll.
+
+The same connection listens for revocations (a user's new token, a user's removal, an account's deletion;
+CONTRACT §5) and has the hub close the sessions they name. A revocation sent while the connection was down is
+lost, so every (re)connect also sweeps this process's sessions against the users table in one query.
 """
 
 from __future__ import annotations
@@ -23,19 +27,22 @@ import asyncpg
 from hejcti import db, logs
 from hejcti.metrics import Metrics
 from hejcti.models import Event
+from hejcti.sessions import Hub, Revocation
 from hejcti.store import q
 from hejcti.tasks import cancel_and_wait
 
 log = logs.get("workers.listener")
 CHANNEL = "hejcti_events"
+REVOKED = "hejcti_revoked"  # fed by triggers on users and accounts (schema.sql)
 PAGE = 5000  # rows per catch-up query; a full page is followed by the next at once
 GAP_SPAN = 10_000  # how far below a newly seen id the ids not yet seen are tracked as gaps
 
 
 class Listener:
     def __init__(self, url: str, deliver: Callable[[Event], None], metrics: Metrics, *,
-                 poll_interval: float = 2.0, gap_ttl: float = 60.0) -> None:
+                 poll_interval: float = 2.0, gap_ttl: float = 60.0, hub: Hub | None = None) -> None:
         self._url = url
+        self._hub = hub
         self._deliver = deliver
         self._metrics = metrics
         self._poll = poll_interval
@@ -85,11 +92,14 @@ class Listener:
         self._lost.clear()
         conn.add_termination_listener(lambda _c: self._lost.set())
         await conn.add_listener(CHANNEL, self._on_notify)
+        if self._hub is not None:
+            await conn.add_listener(REVOKED, self._on_revoked)
         self.conn = conn
         if self.high < 0:
             self.high = await conn.fetchval(q("max_event_id"))
         else:
             await self._catch_up()  # what happened while we were away
+        await self._sweep()  # revocations sent while we were away
         self.connected.set()
         log.info("listener.connected", backend=conn.get_server_pid(), high=self.high)
 
@@ -133,6 +143,35 @@ class Listener:
                 self._take(Event.from_mapping(row), "poll")
             if len(rows) < PAGE:
                 return
+
+    async def _sweep(self) -> None:
+        """Close the sessions whose user row is gone or whose token was replaced (their account gone: 4503)."""
+        live = self._hub.credentials() if self._hub is not None else []
+        if not live or self.conn is None:
+            return
+        users, hashes, accounts = (list(col) for col in zip(*live, strict=True))
+        rows = await self.conn.fetch(q("sessions_revoked"), users, hashes, accounts)
+        for row in rows:
+            self._revoke(Revocation(account_id=row["account_id"]) if row["account_gone"]
+                         else Revocation(user_id=row["user_id"], token_hash=bytes(row["token_hash"])))
+        log.info("listener.swept", sessions=len(live), revoked=len(rows))
+
+    def _on_revoked(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            m = json.loads(payload)
+            r = Revocation(user_id=m.get("user_id"), account_id=m.get("account_id"),
+                           token_hash=bytes.fromhex(m["token_hash"]) if m.get("token_hash") else None)
+        except (ValueError, TypeError, AttributeError):
+            log.warning("listener.revocation.unreadable")
+            return
+        if r.user_id is None and r.account_id is None:
+            return
+        self._revoke(r)
+
+    def _revoke(self, r: Revocation) -> None:
+        assert self._hub is not None
+        n = self._hub.revoke(r)
+        log.info("sessions.revoked", account=r.account_id, user_id=r.user_id, sessions=n)
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         try:

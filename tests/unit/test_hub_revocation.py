@@ -1,0 +1,73 @@
+"""The hub's side of revocation, without sockets: which sessions a revocation closes, with which code, and a
+session whose token was revoked while it was being checked."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hejcti.metrics import Metrics
+from hejcti.sessions import Hub, Revocation, Session
+
+
+class FakeSocket:
+    def __init__(self) -> None:
+        self.codes: list[int] = []
+
+    async def close(self, *, code: int, message: bytes) -> None:
+        self.codes.append(code)
+
+
+def session(user_id: str, token_hash: bytes, account_id: str = "acc_1", sipgate_user: str = "w0") -> Session:
+    return Session(FakeSocket(), user_id=user_id, account_id=account_id, sipgate_user=sipgate_user,  # type: ignore[arg-type]
+                   crm_user=None, limit=10, metrics=Metrics(), token_hash=token_hash)
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_a_replaced_token_closes_that_tokens_sessions_only():
+    hub = Hub(Metrics())
+    old, new, other = session("usr_1", b"old"), session("usr_1", b"new"), session("usr_2", b"old")
+    for s in (old, new, other):
+        hub.add(s)
+    assert hub.revoke(Revocation(user_id="usr_1", token_hash=b"old")) == 1
+    await settle()
+    assert old.closed and old.ws.codes == [4502]
+    assert not new.closed and not other.closed and len(hub) == 2
+    assert set(hub.sessions_for("acc_1", ["w0"])) == {new, other}
+
+
+async def test_an_account_deletion_closes_its_sessions_with_4503():
+    hub = Hub(Metrics())
+    mine, theirs = session("usr_1", b"a", "acc_1"), session("usr_2", b"b", "acc_2")
+    hub.add(mine)
+    hub.add(theirs)
+    assert hub.revoke(Revocation(account_id="acc_1")) == 1
+    await settle()
+    assert mine.ws.codes == [4503] and not theirs.closed
+
+
+async def test_a_revocation_that_lands_while_the_token_is_checked_still_closes_the_session():
+    hub = Hub(Metrics())
+    since = hub.mark()  # the token check starts
+    hub.revoke(Revocation(user_id="usr_1"))  # the user is removed; its notification comes before the session joins
+    hub.revoke(Revocation(user_id="usr_9"))
+    late = session("usr_1", b"t")
+    hub.add(late, since)
+    await settle()
+    assert late.closed and late.ws.codes == [4502] and len(hub) == 0
+    fresh = session("usr_1", b"t2")
+    hub.add(fresh, hub.mark())  # checked after the revocation: its token is another one
+    assert not fresh.closed
+
+
+async def test_events_go_to_the_user_rows_they_were_stored_for():
+    hub = Hub(Metrics())
+    before, now = session("usr_old", b"a", sipgate_user="w1"), session("usr_new", b"b", sipgate_user="w1")
+    hub.add(before)
+    hub.add(now)
+    assert hub.sessions_for("acc_1", ["w1"], ["usr_new"]) == [now]
+    assert hub.sessions_for("acc_2", ["w1"], ["usr_new"]) == []  # a user id of another account: nothing
+    assert set(hub.sessions_for("acc_1", ["w1"])) == {before, now}  # an event stored before recipients existed
