@@ -184,23 +184,31 @@ UPDATE call_records SET state = CASE WHEN state = 'done' THEN 'done' ELSE 'faile
 -- name: record_note
 -- A note is kept only where it will be written: the account logs calls and the job has not failed. The
 -- answer says which: found (the call is this user's), log_calls, prior (the job's state before), state (the
--- job's state after; NULL when the note was not kept).
+-- job's state after; NULL when the note was not kept), prior_chars (the call's notes so far: those in the CRM
+-- already, note_sent, and those still kept). $5: the most characters the notes of a call hold together, a
+-- newline between each two included: a note that would pass it is not kept (the check sees the row as locked,
+-- so notes sent at once cannot pass it together).
 WITH c AS (SELECT hejcti_record_key(account_id, call_id) AS key FROM calls
             WHERE account_id = $1 AND call_id = $2 AND $3 = ANY(users)),
      a AS (SELECT log_calls FROM accounts WHERE id = $1),
      up AS (
 INSERT INTO call_records (account_id, record_key, call_ids, note, state)
-SELECT $1, c.key, ARRAY[$2], $4, 'waiting' FROM c, a WHERE a.log_calls
+SELECT $1, c.key, ARRAY[$2], $4, 'waiting' FROM c, a WHERE a.log_calls AND length($4) <= $5
 ON CONFLICT (account_id, record_key) DO UPDATE SET
     note = CASE WHEN call_records.note IS NULL THEN excluded.note ELSE call_records.note || E'\n' || excluded.note END,
     note_pending = call_records.state = 'done',
     run_after = CASE WHEN call_records.state = 'done' THEN now() ELSE call_records.run_after END,
     updated_at = now()
  WHERE call_records.state <> 'failed'
+   AND call_records.note_sent + coalesce(length(call_records.note), 0)
+       + CASE WHEN call_records.note_sent > 0 OR call_records.note IS NOT NULL THEN 1 ELSE 0 END
+       + length(excluded.note) <= $5
 RETURNING id, state)
 SELECT EXISTS (SELECT 1 FROM c) AS found, coalesce((SELECT log_calls FROM a), false) AS log_calls,
        (SELECT r.state FROM call_records r, c WHERE r.account_id = $1 AND r.record_key = c.key) AS prior,
-       (SELECT state FROM up) AS state;
+       (SELECT state FROM up) AS state,
+       (SELECT r.note_sent + coalesce(length(r.note), 0) FROM call_records r, c
+         WHERE r.account_id = $1 AND r.record_key = c.key) AS prior_chars;
 
 -- name: sipgate_connect
 -- A (new) sipgate credential for the account: it is connected again, whatever sipgate said of the last one.

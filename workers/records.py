@@ -26,7 +26,7 @@ from typing import Any
 
 import asyncpg
 
-from hejcti import logs, models
+from hejcti import logs, models, protocol
 from hejcti.crm.base import (
     CallRecord,
     CrmAuthError,
@@ -98,9 +98,11 @@ class Records(Periodic):
     async def add_note(self, session: Session, call_id: str, text: str) -> bool | str:
         """``call.note``: keep the text with the call's record job (appended once the record exists).
         True: stored for writing; False: no such call for this user; a string: why it will never be written
-        (call logging off for the account, or the record job failed)."""
+        (call logging off for the account, or the record job failed). ``NoteTooLongError``: the call's notes
+        would pass what the CRMs take (``protocol.NOTES_MAX_CHARS``); nothing was kept."""
         try:
-            row = await self._pool.fetchrow(q("record_note"), session.account_id, call_id, session.sipgate_user, text)
+            row = await self._pool.fetchrow(q("record_note"), session.account_id, call_id, session.sipgate_user, text,
+                                            protocol.NOTES_MAX_CHARS)
         except UNAVAILABLE as e:
             raise DatabaseUnavailableError(type(e).__name__) from e
         if row is None or not row["found"]:
@@ -108,6 +110,11 @@ class Records(Periodic):
         if not row["log_calls"]:
             log.info("call.note.not_logged", call_id=call_id, account=session.account_id, reason="log_calls_off")
             return NOT_LOGGED_OFF
+        if row["state"] is None and row["prior"] != "failed":  # not failed: it did not fit
+            left = max(0, protocol.NOTES_MAX_CHARS - (row["prior_chars"] or 0) - (1 if row["prior_chars"] else 0))
+            log.info("call.note.too_long", call_id=call_id, account=session.account_id, chars=len(text), left=left)
+            raise protocol.NoteTooLongError(f"the notes of a call hold at most {protocol.NOTES_MAX_CHARS} characters "
+                                            f"together; {left} are left for this call")
         if row["state"] is None:
             log.info("call.note.not_logged", call_id=call_id, account=session.account_id, reason=row["prior"])
             return NOT_LOGGED_FAILED

@@ -58,3 +58,32 @@ async def test_one_note_past_the_cap_is_note_too_long(harness):
     assert await client.request(note("n" * protocol.NOTE_MAX_CHARS, "max")) == {"type": "result", "ok": True,
                                                                                  "id": "max"}
 
+
+async def test_the_notes_of_a_call_stop_at_the_cap_together(harness):
+    acc, client = await call_with_session(harness)
+    cap, each = protocol.NOTES_MAX_CHARS, protocol.NOTE_MAX_CHARS
+    sizes, used = [], 0
+    while used < cap:  # full notes, newlines between them, up to exactly the cap
+        size = min(each, cap - used - (1 if used else 0))
+        sizes.append(size)
+        used += size + (1 if len(sizes) > 1 else 0)
+    for i, size in enumerate(sizes):
+        assert (await client.request(note("x" * size, f"n{i}")))["type"] == "result"
+    reply = await client.request(note("y", "over"))
+    assert reply["type"] == "error" and reply["code"] == "note_too_long" and reply["id"] == "over"
+    stored = await harness.pool.fetchval("SELECT length(note) FROM call_records WHERE account_id = $1",
+                                         acc["account_id"])
+    assert stored == cap
+    assert await client.request({"type": "ping", "id": "still"}) == {"type": "pong", "id": "still"}
+
+
+async def test_notes_already_in_the_crm_count_toward_the_cap(harness):
+    """Once written, a note's text leaves the server (CONTRACT §6) but not the CRM record: it still counts."""
+    acc, client = await call_with_session(harness)
+    assert (await client.request(note("first", "n1")))["type"] == "result"
+    cap = protocol.NOTES_MAX_CHARS
+    await harness.pool.execute("UPDATE call_records SET state = 'done', note = NULL, note_sent = $2"
+                               " WHERE account_id = $1", acc["account_id"], cap - 10)
+    assert (await client.request(note("x" * 9, "fits")))["type"] == "result"  # a newline and nine: the cap
+    reply = await client.request(note("z", "over"))
+    assert reply["code"] == "note_too_long" and "0 are left" in reply["message"]
