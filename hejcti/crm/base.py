@@ -221,21 +221,32 @@ def parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.astimezone()
 
 
-def retry_after_seconds(headers: Any) -> float | None:
-    """``Retry-After`` in seconds (or an HTTP date), else ``X-RateLimit-Reset`` or ``ratelimit-reset`` (Zendesk)
-    seconds, else None."""
+#: rate-limit window headers: when the current window ends, sent on every answer by Zendesk and Pipedrive
+RATE_LIMIT_RESET = ("X-RateLimit-Reset", "ratelimit-reset")
+
+
+def retry_after_seconds(headers: Any, *, rate_limited: bool = False) -> float | None:
+    """How long the CRM asks us to wait: ``Retry-After`` in seconds (or an HTTP date); on a rate limit (a 429,
+    ``rate_limited``) also the window's ``X-RateLimit-Reset`` / ``ratelimit-reset`` seconds. Else None.
+
+    The window headers come with every answer (``ratelimit-reset: 20`` on a 200 or a 500 alike): they say when
+    the quota refills, not that this request should wait, so they count only when the quota is what refused."""
     if headers is None:
         return None
     value = headers.get("Retry-After")
-    for name in ("X-RateLimit-Reset", "ratelimit-reset"):
+    for name in RATE_LIMIT_RESET if rate_limited else ():
         if value is None:
             value = headers.get(name)
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        if seconds > 1e9:  # an epoch timestamp (some send the reset as a time, not a duration)
+            seconds -= time.time()
+        return max(0.0, seconds)
     try:
         from email.utils import parsedate_to_datetime
 
@@ -333,7 +344,7 @@ class CrmAdapter:
             return CrmAuthError(f"HTTP 401 from {self.kind}", crm=self.kind, status=status)
         if status == 429:
             return CrmRateLimitError(f"HTTP 429 from {self.kind}", crm=self.kind, status=status,
-                                     retry_after=retry_after_seconds(resp.headers))
+                                     retry_after=retry_after_seconds(resp.headers, rate_limited=True))
         if status >= 500:
             return CrmTransientError(f"HTTP {status} from {self.kind}", crm=self.kind, status=status,
                                      retry_after=retry_after_seconds(resp.headers))

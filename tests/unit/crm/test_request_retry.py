@@ -111,10 +111,15 @@ def test_is_idempotent():
 
 
 def test_zendesk_ratelimit_reset_header():
-    assert retry_after_seconds(CIMultiDict({"ratelimit-reset": "20"})) == 20.0
+    """The window's reset counts on a rate limit only: Zendesk and Pipedrive send it with every answer."""
+    assert retry_after_seconds(CIMultiDict({"ratelimit-reset": "20"}), rate_limited=True) == 20.0
+    assert retry_after_seconds(CIMultiDict({"ratelimit-reset": "20"})) is None
+    assert retry_after_seconds(CIMultiDict({"X-RateLimit-Reset": "7"})) is None
     assert retry_after_seconds(CIMultiDict({"Retry-After": "3", "ratelimit-reset": "20"})) == 3.0
-    assert retry_after_seconds(CIMultiDict({"X-RateLimit-Reset": "7", "ratelimit-reset": "20"})) == 7.0
-    assert retry_after_seconds(CIMultiDict({})) is None
+    assert retry_after_seconds(CIMultiDict({"Retry-After": "3", "ratelimit-reset": "20"}), rate_limited=True) == 3.0
+    assert retry_after_seconds(CIMultiDict({"X-RateLimit-Reset": "7", "ratelimit-reset": "20"}),
+                               rate_limited=True) == 7.0
+    assert retry_after_seconds(CIMultiDict({}), rate_limited=True) is None
 
 
 async def test_zendesk_style_429_waits_for_ratelimit_reset(adapter, mocked):
