@@ -168,6 +168,20 @@ class OAuthClient:
             raise SipgateUnavailableError("sipgate's login answered without an access token") from e
         return tokens
 
+    def authorize_url(self, *, redirect_uri: str, state: str, code_challenge: str, scope: str) -> str:
+        """Where a browser signs in (authorization code with PKCE S256)."""
+        from urllib.parse import urlencode
+
+        return f"{self.login_url.rstrip('/')}/auth?" + urlencode({
+            "client_id": self.client_id, "redirect_uri": redirect_uri, "response_type": "code", "scope": scope,
+            "state": state, "code_challenge": code_challenge, "code_challenge_method": "S256"})
+
+    async def exchange(self, http: aiohttp.ClientSession, *, code: str, redirect_uri: str,
+                       code_verifier: str) -> dict[str, Any]:
+        """The authorization code for tokens (server-side; a refused code is ``SipgateAuthError``)."""
+        return await self.token(http, grant_type="authorization_code", code=code, redirect_uri=redirect_uri,
+                                code_verifier=code_verifier)
+
     async def refresh(self, http: aiohttp.ClientSession, credential: Credential) -> Credential:
         if not credential.refresh_token:
             raise SipgateAuthError("no refresh token; an admin must sign in again")

@@ -5,9 +5,9 @@ and, like the real one, the pushes of a click-to-call (``newCall``/``answer``/``
 sipgate sends them) to the incoming and outgoing URL set through ``PUT /settings/sipgateio``; the follow-ups
 go only to the ``onAnswer``/``onHangup`` URLs the ``newCall`` answer named.
 
-Knobs: ``fail_next(n, status, retry_after=)`` (429, 500, 401, 403… before anything else), ``neo`` (403 on
-the phoneline endpoints), ``delay`` (seconds before an API answer), a device's ``online``; ``manual`` pacing
-holds every push until the test calls ``release()``."""
+Knobs: ``fail_next(n, status, retry_after=)`` (429, 500, 401, 403… before anything else), ``fail_at(method,
+path, status)`` (one endpoint only), ``neo`` (403 on the phoneline endpoints), ``delay`` (seconds before an API
+answer), a device's ``online``; ``manual`` pacing holds every push until the test calls ``release()``."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -107,6 +107,7 @@ class SipgateState:
     interval: float = 0.0  # seconds between pushes when not manual
     requests: list[tuple[str, str]] = field(default_factory=list)
     _fail: list[tuple[int, float | None]] = field(default_factory=list)
+    _fail_at: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # "POST /v2/…" → (status, message)
     # calls
     sessions: dict[str, list[Leg]] = field(default_factory=dict)  # sessionId → its legs
     placed: list[dict[str, Any]] = field(default_factory=list)  # bodies of POST /sessions/calls
@@ -116,6 +117,11 @@ class SipgateState:
 
     def fail_next(self, n: int = 1, status: int = 500, retry_after: float | None = None) -> None:
         self._fail += [(status, retry_after)] * n
+
+    def fail_at(self, method: str, path: str, status: int, message: str = "Forbidden", n: int = 1) -> None:
+        """The next ``n`` requests of this method and API path (``/sessions/calls``) fail with this status and
+        ``{"message": message}``; other requests are answered as usual."""
+        self._fail_at.setdefault(f"{method} {API_PREFIX}{path}", []).extend([(status, message)] * n)
 
     def count(self, method: str, path: str) -> int:
         return sum(1 for m, p in self.requests if m == method and p == API_PREFIX + path)
@@ -217,6 +223,9 @@ class FakeSipgate:
         s.requests.append((request.method, request.path))
         if not request.path.startswith(API_PREFIX + "/"):
             return await handler(request)
+        if s._fail_at.get(f"{request.method} {request.path}"):
+            status, message = s._fail_at[f"{request.method} {request.path}"].pop(0)
+            return json_response({"message": message}, status)
         if s._fail:
             status, retry_after = s._fail.pop(0)
             headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else None
@@ -384,6 +393,9 @@ class FakeSipgate:
                        ("origCallId", leg.orig_call_id), ("xcid", leg.xcid)]
         if not url or self._http is None:
             return  # not subscribed (no onAnswer/onHangup in the newCall answer), as with the real one
+        if urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1"):
+            self.state.pushed.append((event, leg.call_id, -1))  # a test never posts beyond this machine
+            return
         try:
             async with self._http.post(url, data=urlencode(fields).encode(), headers=FORM) as r:
                 text = await r.text()

@@ -244,10 +244,11 @@ async def test_configure_webhooks_keeps_fields_it_does_not_know(fake, http):
 
 
 async def test_dial_transfer_hangup(fake, http):
+    fake.state.manual = True  # the call stays as placed: ringing, never answered
     client = pat_client(fake, http)
     session = await client.dial("e0", "+4915799912345", device_id="e0")
     assert fake.state.placed == [{"caller": "e0", "callee": "+4915799912345", "deviceId": "e0"}]
-    with pytest.raises(SipgateRefusedError) as e:  # not answered (no webhook URL took it): sipgate says 404
+    with pytest.raises(SipgateRefusedError) as e:  # not answered: sipgate says 404
         await client.transfer(session, "+4915799912345")
     assert e.value.status == 404
     await client.hangup(session)
@@ -316,3 +317,59 @@ async def test_cache_one_asker_cancelled_does_not_cancel_the_others(fake, http):
     first.cancel()
     assert len(await second) == 3
     assert fake.state.count("GET", "/users") == 1
+
+
+# -- the OAuth side (the sign-in routes build on it) -------------------------------------------------------
+
+
+def pkce() -> tuple[str, str]:
+    import base64
+    import hashlib
+    import secrets
+
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+async def sign_in(fake, http, oauth: OAuthClient, challenge: str, redirect: str = "https://hej.example.org/cb"):
+    """The browser's part: open the authorize page, press its button, read code and state off the redirect."""
+    from urllib.parse import parse_qs, urlsplit
+
+    url = oauth.authorize_url(redirect_uri=redirect, state="st-1", code_challenge=challenge, scope="users:read")
+    async with http.get(url) as page:
+        assert page.status == 200 and "<button" in await page.text()
+    form = dict(parse_qs(urlsplit(url).query, keep_blank_values=True))
+    async with http.post(url.split("?")[0], data={k: v[0] for k, v in form.items()}, allow_redirects=False) as r:
+        assert r.status == 302
+        query = parse_qs(urlsplit(r.headers["Location"]).query)
+    assert r.headers["Location"].startswith(redirect + "?") and query["state"] == ["st-1"]
+    return query["code"][0]
+
+
+async def test_authorization_code_with_pkce_then_rotating_refresh(fake, http):
+    oauth = OAuthClient(fake.login_url, fake.state.client_id, fake.state.client_secret)
+    verifier, challenge = pkce()
+    code = await sign_in(fake, http, oauth, challenge)
+    tokens = await oauth.exchange(http, code=code, redirect_uri="https://hej.example.org/cb", code_verifier=verifier)
+    assert tokens["expires_in"] == 300 and tokens["token_type"] == "bearer"
+    cred = Credential.oauth(tokens, owner="w0")
+    assert (await SipgateClient(http, cred, base_url=fake.api_url).userinfo()).sub == "w0"
+    with pytest.raises(SipgateAuthError):  # a code is single-use
+        await oauth.exchange(http, code=code, redirect_uri="https://hej.example.org/cb", code_verifier=verifier)
+    new = await oauth.refresh(http, cred)
+    assert new.refresh_token != cred.refresh_token
+    with pytest.raises(SipgateAuthError):  # rotated: the old refresh token is void
+        await oauth.refresh(http, cred)
+    assert (await oauth.refresh(http, new)).access_token
+
+
+async def test_a_wrong_code_verifier_or_client_secret_is_refused(fake, http):
+    oauth = OAuthClient(fake.login_url, fake.state.client_id, fake.state.client_secret)
+    _, challenge = pkce()
+    code = await sign_in(fake, http, oauth, challenge)
+    with pytest.raises(SipgateAuthError):
+        await oauth.exchange(http, code=code, redirect_uri="https://hej.example.org/cb", code_verifier="guessed")
+    wrong = OAuthClient(fake.login_url, fake.state.client_id, "not-the-secret")
+    with pytest.raises(SipgateAuthError):
+        await wrong.refresh(http, Credential.oauth(fake.state.issue("w0")))
