@@ -98,8 +98,9 @@ CREATE TABLE IF NOT EXISTS call_records (
     UNIQUE (account_id, record_key)
 );
 CREATE INDEX IF NOT EXISTS call_records_due ON call_records (run_after) WHERE state = 'ready' OR note_pending;
--- How much of `note` (characters; notes only ever grow at the end) is already in the CRM record: the record's
--- own description at the write, then every appended part. Only the rest is appended, once.
+-- How many characters of the call's notes are in the CRM record (the record's own description at the write,
+-- then every appended part). Since note_head, that text is also gone from `note`, which keeps only the rest
+-- (hejcti_note_rest); before, `note` kept everything and this said how much of it was sent.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM information_schema.columns
@@ -114,6 +115,27 @@ $$;
 -- waiting jobs whose call has ended on every leg are promoted by the claim after a while (a forward out)
 CREATE INDEX IF NOT EXISTS call_records_waiting ON call_records (run_after) WHERE state = 'waiting';
 CREATE INDEX IF NOT EXISTS call_records_calls ON call_records USING gin (call_ids);
+-- What is left of a note once its first p_sent characters are in the CRM (notes only grow at the end, each
+-- joined by a newline, which goes with the part before it); NULL when nothing is left. A note is kept only
+-- until the record holding it is written (CONTRACT §6): the queries that record a write keep just this.
+CREATE OR REPLACE FUNCTION hejcti_note_rest(p_note text, p_sent integer) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT nullif(CASE WHEN p_sent > 0 AND substr(p_note, p_sent + 1, 1) = E'\n' THEN substr(p_note, p_sent + 2)
+                       ELSE substr(p_note, greatest(p_sent, 0) + 1) END, '')
+$$;
+-- How many characters of `note` the record's first create carries, fixed just before it is sent (NULL until
+-- then): a retry sends the same body, so a create under an idempotency key (Zendesk) is the same request.
+-- Added with it: notes already written leave the server (only their unsent rest stays).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                    WHERE table_name = 'call_records' AND column_name = 'note_head'
+                      AND table_schema = current_schema()) THEN
+        ALTER TABLE call_records ADD COLUMN IF NOT EXISTS note_head integer;
+        UPDATE call_records SET note = hejcti_note_rest(note, note_sent) WHERE state = 'done' AND note_sent > 0;
+    END IF;
+END;
+$$;
 
 -- Store one pushed event: insert it (a repeat is a no-op), update the call, and NOTIFY the listeners.
 -- Returns the event id, or NULL for a repeated delivery. The event's data gains `users` (the sipgate user ids it

@@ -153,22 +153,32 @@ UPDATE call_records r SET lease_until = now() + interval '60 seconds', attempts 
                                               AND (o.xcid = j.record_key OR o.call_id = ANY(j.call_ids))))
                  ORDER BY j.run_after LIMIT $2 FOR UPDATE SKIP LOCKED))
 RETURNING r.id, r.account_id, r.record_key, r.call_ids, r.state, r.data, r.note, r.note_pending, r.note_sent,
-          r.attempts, r.crm_record_id, r.crm_url;
+          r.note_head, r.attempts, r.crm_record_id, r.crm_url;
 
 -- name: record_release
 UPDATE call_records SET lease_until = NULL, attempts = greatest(attempts - 1, 0), run_after = now() + make_interval(secs => $2)
  WHERE id = $1;
 
+-- name: record_note_head
+-- How much of the note the record's first create carries, fixed just before it is sent: a retry sends the
+-- same body again (Zendesk's idempotency key wants it unchanged); notes typed later are appended.
+UPDATE call_records SET note_head = coalesce(note_head, $2), updated_at = now() WHERE id = $1;
+
 -- name: record_done
--- $4: the length of the note the CRM now has (the record's description held the note as claimed; a note
--- that came in meanwhile is longer, stays pending, and only its new part is appended)
+-- $4: how many characters of the note the record holds. That text leaves the server now (CONTRACT §6: a note
+-- only until its record is written), counted in note_sent; a note that came in meanwhile stays, pending, to
+-- be appended alone.
 UPDATE call_records SET state = 'done', crm_record_id = $2, crm_url = $3, lease_until = NULL, last_error = NULL,
-       note_sent = $4, note_pending = coalesce(length(note), 0) > $4, updated_at = now()
+       note = hejcti_note_rest(note, $4),
+       note_sent = note_sent + coalesce(length(note), 0) - coalesce(length(hejcti_note_rest(note, $4)), 0),
+       note_pending = hejcti_note_rest(note, $4) IS NOT NULL, updated_at = now()
  WHERE id = $1;
 
 -- name: record_note_done
-UPDATE call_records SET note_sent = $2, note_pending = coalesce(length(note), 0) > $2, lease_until = NULL,
-       updated_at = now()
+-- $2: how many characters of the note the CRM has now (the part just appended): they leave the server.
+UPDATE call_records SET note = hejcti_note_rest(note, $2),
+       note_sent = note_sent + coalesce(length(note), 0) - coalesce(length(hejcti_note_rest(note, $2)), 0),
+       note_pending = hejcti_note_rest(note, $2) IS NOT NULL, lease_until = NULL, updated_at = now()
  WHERE id = $1;
 
 -- name: record_retry

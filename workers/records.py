@@ -6,9 +6,13 @@ by themselves), takes the CRM credentials of a session of the answering user (or
 user it rang for), writes the record, and tells the call's sessions ``call.logged``. No credentials here:
 the job goes back untouched and waits. Expired token: ask that session, try again soon. Transient failure:
 back off (``Retry-After`` honoured). Permanent failure: the job is marked failed with the reason. Notes are
-appended to the written record, or kept in the job until it is written; ``note_sent`` says how much of the
-note the CRM already has, so each part is appended once. Jobs older than RETENTION_DAYS are purged by the
-reaper.
+appended to the written record, or kept in the job until it is written. The job keeps only what the CRM does
+not have yet (CONTRACT §6): the update that records a write or an appended part removes that text from
+``note`` (queries record_done, record_note_done), so each part is appended once and no note outlives its
+way into the CRM. The first create carries the note as it was then (``note_head`` characters, fixed just
+before it is sent); a retry sends that same head again, so a create under an idempotency key (Zendesk)
+repeats its first body exactly, and notes typed meanwhile follow as appended parts. Jobs older than
+RETENTION_DAYS are purged by the reaper.
 
 Each job runs on its own: an unexpected error in one is logged (``record.failed``) and that job alone is
 rescheduled with backoff; a CRM that hangs holds only its own job (``crm_timeout_s``, well inside the lease).
@@ -54,6 +58,8 @@ NOT_LOGGED_FAILED = "the call record could not be written"
 MAX_ATTEMPTS = 12
 #: marking a written job done: tries and the first pause (doubling) before ``record.orphaned``
 DONE_TRIES, DONE_PAUSE_S = 4, 0.5
+#: the longest pause a CRM's Retry-After may ask of a job
+MAX_RETRY_AFTER_S = 3600.0
 
 
 def note_held(note: str, body: str | None) -> int:
@@ -239,7 +245,9 @@ class Records(Periodic):
             if row["state"] == "done":
                 await self._append(row, account.id, account.crm_kind, adapter, creds, note)
                 return
-            record = self._record(row, data, await self._accounts.crm_users(account.id), account.id)
+            # the note as the first create carried it (or will): a retry sends the same body, later notes follow
+            head = row["note_head"] if row["note_head"] is not None else len(note)
+            record = self._record(row, data, await self._accounts.crm_users(account.id), account.id, note[:head])
             if record.contact is None and record.number:
                 # the pop's lookup is no longer cached (a restart, or more than five minutes): ask again
                 try:
@@ -250,11 +258,14 @@ class Records(Periodic):
                 if found:
                     record = replace(record, contact=found[0])
             earlier = await self._earlier(row, account, adapter, record, creds) if row["attempts"] > 1 else None
-            if earlier is not None:
-                logged, sent = earlier, note_held(note, earlier.body)
+            if earlier is not None:  # it holds what its description shows
+                logged, sent = earlier, note_held(note[:head], earlier.body)
             else:
+                if row["note_head"] is None:
+                    await self._pool.execute(q("record_note_head"), job_id, head)
                 logged = await self._crm(adapter.log_call(record, creds), account.crm_kind)
-                sent = len(note)  # the record's description holds the note as claimed
+                # the record made holds the head; one the create found instead (Zendesk), what it shows
+                sent = head if logged.body is None else note_held(note[:head], logged.body)
         except CrmAuthError as e:
             if session is not None:
                 session.ask_credentials("expired")
@@ -262,7 +273,7 @@ class Records(Periodic):
             self._metrics.crm_errors.labels(account.crm_kind, e.kind).inc()
             return
         except CrmTransientError as e:
-            delay = e.retry_after if e.retry_after is not None else backoff(row["attempts"])
+            delay = min(e.retry_after, MAX_RETRY_AFTER_S) if e.retry_after is not None else backoff(row["attempts"])
             await self._reschedule(job_id, row["attempts"], delay, str(e))
             self._metrics.crm_errors.labels(account.crm_kind, e.kind).inc()
             log.warning("call.record.retry", record=job_id, account=account.id, crm=account.crm_kind,
@@ -301,16 +312,12 @@ class Records(Periodic):
 
     async def _append(self, row: asyncpg.Record, account_id: str, crm: str, adapter: Any, creds: Any,
                       note: str) -> None:
-        """Append the part of the note the CRM does not have yet (notes only grow at the end, joined by a
-        newline) and remember that it has it now."""
-        sent = min(row["note_sent"] or 0, len(note))
-        part = note[sent:]
-        if sent and part.startswith("\n"):
-            part = part[1:]
-        if part:
-            await self._crm(adapter.append_note(row["crm_record_id"], part, creds), crm)
+        """Append what the job still holds of the note (only what the CRM does not have yet) and drop it from
+        the job; a note typed meanwhile stays for the next round."""
+        if note:
+            await self._crm(adapter.append_note(row["crm_record_id"], note, creds), crm)
         if await self._finish(q("record_note_done"), row["id"], account_id, row["crm_record_id"], len(note)):
-            log.info("call.note.appended", record=row["id"], account=account_id, crm=crm, chars=len(part))
+            log.info("call.note.appended", record=row["id"], account=account_id, crm=crm, chars=len(note))
 
     def _logged(self, account_id: str, crm: str, row: asyncpg.Record, data: dict[str, Any],
                 logged: LoggedRecord) -> None:
@@ -319,7 +326,7 @@ class Records(Periodic):
                                                  logged.record_id, logged.url))
 
     def _record(self, row: asyncpg.Record, data: dict[str, Any], crm_users: dict[str, str | None],
-                account_id: str) -> CallRecord:
+                account_id: str, note: str) -> CallRecord:
         by = data.get("answered_by")
         users = list(data.get("users") or [])
         sipgate_user = by or (users[0] if users else None)
@@ -342,5 +349,5 @@ class Records(Periodic):
             contact=contacts[0] if contacts else None,
             owner=crm_users.get(sipgate_user) if sipgate_user else None,
             sipgate_user=sipgate_user,
-            note=row["note"],
+            note=note or None,
         )

@@ -51,6 +51,9 @@ class Contact:
     modified_at: datetime | None = None
     # what call records need to link the record to its company (Salesforce WhatId, Pipedrive org_id, …)
     parent_id: str | None = None
+    #: the matched number is one the person shares with their organization (a switchboard), not their own
+    #: line (Zendesk's ``shared_phone_number``): it ranks with companies, after people reached directly
+    shared_phone: bool = False
 
     def public(self) -> dict[str, Any]:
         return {
@@ -180,12 +183,13 @@ class CrmPermanentError(CrmError):
 
 
 def rank(contacts: list[Contact], crm_user: str | None = None) -> list[Contact]:
-    """Best first: exact before suffix, person before company, the mapped CRM user's own records, newest."""
+    """Best first: exact before suffix, person (on a number of their own) before company or a person on a
+    shared number, the mapped CRM user's own records, newest."""
 
     def key(c: Contact) -> tuple[int, int, int, float]:
         return (
             0 if c.match == "exact" else 1,
-            0 if c.kind in PERSON_KINDS else 1,
+            0 if c.kind in PERSON_KINDS and not c.shared_phone else 1,
             0 if crm_user and c.owner_id == crm_user else 1,
             -(c.modified_at.timestamp() if c.modified_at else 0.0),
         )

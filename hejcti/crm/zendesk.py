@@ -10,7 +10,15 @@ digit suffixes count only when the stored number does not parse). Users are end 
 ``organizations/show_many.json`` for the hits' organization ids (no sideload of organizations on the search
 endpoint was found documented), best effort: when it fails the contacts go out without company. Records: a ticket with a private comment (option C of the reference: it needs
 no Talk Partner Edition or Marketplace app), requested by the caller, assigned to the mapped agent, tagged
-``cti_call``; a note is another private comment on that ticket.
+``cti_call``; a note is another private comment on that ticket. A user whose number is their organization's
+shared one (``shared_phone_number``) ranks after people reached on a number of their own.
+
+Written once: the create carries the idempotency key ``hejcti-<call key>`` (ticketing API, "Idempotency": the
+same key and body within two hours get the first answer again, no second ticket) and the same string as the
+ticket's ``external_id``. A retry sends exactly the first body (the job keeps the note to its first head);
+the same key with another body is Zendesk's 400 ``IdempotentRequestError``, read as "created already": the
+ticket is found by its ``external_id`` (``GET /api/v2/tickets.json?external_id=``, "List Tickets"), as
+``find_logged`` finds it before any retry of the job.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from hejcti.crm.base import (
     CrmError,
     CrmPermanentError,
     CrmRateLimitError,
+    CrmTransientError,
     LoggedRecord,
     Response,
     body_json,
@@ -50,11 +59,13 @@ class Adapter(CrmAdapter):
     def classify(self, resp: Response) -> CrmError:
         if resp.status == 429:  # usually text/plain: "Number of allowed API requests per minute exceeded"
             return CrmRateLimitError("zendesk rate limit", crm=self.kind, status=429,
-                                     retry_after=retry_after_seconds(resp.headers))
+                                     retry_after=retry_after_seconds(resp.headers, rate_limited=True))
+        body = body_json(resp)
+        error = body.get("error") if isinstance(body, dict) else None
         if resp.status == 401:
-            body = body_json(resp)
-            error = body.get("error") if isinstance(body, dict) else None
             return CrmAuthError(f"zendesk token rejected ({error or 'HTTP 401'})", crm=self.kind, status=401)
+        if resp.status == 400 and error == IDEMPOTENT_REQUEST_ERROR:
+            return KeyUsedError("zendesk: idempotency key used with another body", crm=self.kind, status=400)
         return super().classify(resp)
 
     async def lookup(self, e164: str, creds: Credentials | None, *, crm_user: str | None = None) -> list[Contact]:
@@ -76,7 +87,8 @@ class Adapter(CrmAdapter):
                 url=f"{base}/agent/users/{u['id']}", match=match,
                 owner_id=None,  # a Zendesk user record has no owner (agents own tickets, not users)
                 modified_at=parse_time(u.get("updated_at")),
-                parent_id=str(u["organization_id"]) if u.get("organization_id") else None))
+                parent_id=str(u["organization_id"]) if u.get("organization_id") else None,
+                shared_phone=u.get("shared_phone_number") is True))
         names = await self._organizations(base, {c.parent_id for c in found if c.parent_id}, creds)
         found = [replace(c, company=names.get(c.parent_id or "")) for c in found]
         return rank(found, crm_user)
@@ -98,32 +110,77 @@ class Adapter(CrmAdapter):
     async def log_call(self, record: CallRecord, creds: Credentials | None) -> LoggedRecord:
         base = self.base_url(creds)
         started = record.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        lines = [record.description(self.region), "",
+        lines = [replace(record, note=None).description(self.region), "",
                  f"Caller: {phones.display(record.number, self.region) or 'anonymous'}",
                  f"Line: {phones.display(record.own_number, self.region) or '–'}", f"Started: {started}"]
+        if record.note:  # last, so that a ticket found again shows by its end how much of the note it holds
+            lines += ["", record.note]
+        key = record_key(record)
         ticket: dict[str, Any] = {
             "subject": record.subject(self.region),
             "comment": {"body": "\n".join(lines), "public": False},
             "tags": ["cti_call", f"cti_{record.outcome}"],
+            "external_id": key,
         }
         if record.contact is not None and record.contact.kind == "user":
             ticket["requester_id"] = _int(record.contact.id)
         if record.owner:
             ticket["assignee_id"] = _int(record.owner)
-        # Zendesk keeps the answer to a keyed create and returns it for a repeat (ticketing API, "Idempotency"),
-        # so this create, unlike the other CRMs', may be sent again after a lost answer
-        data = await self.request("POST", f"{base}/api/v2/tickets.json", creds=creds, budget=10, idempotent=True,
-                                  headers={"Idempotency-Key": f"hejcti-{record.key}"[:255]},
-                                  json={"ticket": ticket})
+        # Zendesk keeps the answer to a keyed create and returns it for a repeat of the same body, so this
+        # create, unlike the other CRMs', may be sent again after a lost answer
+        try:
+            data = await self.request("POST", f"{base}/api/v2/tickets.json", creds=creds, budget=10,
+                                      idempotent=True, headers={"Idempotency-Key": key}, json={"ticket": ticket})
+        except KeyUsedError:
+            # the key made a ticket from another body (an attempt before the note grew, or before this
+            # version): that ticket is the record, found by its external_id
+            found = await self.find_logged(record, creds)
+            if found is None:
+                raise CrmTransientError("zendesk: the ticket of this idempotency key is not listed yet",
+                                        crm=self.kind, status=400) from None
+            return found
         tid = ((data or {}).get("ticket") or {}).get("id") if isinstance(data, dict) else None
         if tid is None:
             raise CrmPermanentError("zendesk created no ticket", crm=self.kind)
         return LoggedRecord(record_id=str(tid), url=f"{base}/agent/tickets/{tid}")
 
+    async def find_logged(self, record: CallRecord, creds: Credentials | None) -> LoggedRecord | None:
+        """The ticket an earlier attempt created, by the ``external_id`` every create sets ("List Tickets" by
+        external id reads the tickets themselves, not the search index, which lags by minutes); its
+        ``description`` (the first comment) is the body."""
+        base = self.base_url(creds)
+        key = record_key(record)
+        data = await self.request("GET", f"{base}/api/v2/tickets.json", creds=creds, budget=10,
+                                  params={"external_id": key})
+        tickets = data.get("tickets") if isinstance(data, dict) else None
+        if not isinstance(tickets, list):
+            raise CrmPermanentError("zendesk tickets by external_id: unexpected answer", crm=self.kind)
+        # checked again: a list that ignored the filter would otherwise offer someone else's ticket
+        ours = [t for t in tickets if isinstance(t, dict) and str(t.get("id") or "").isdigit()
+                and str(t.get("external_id") or "").lower() == key.lower()]
+        if not ours:
+            return None
+        first = min(ours, key=lambda t: int(t["id"]))  # the oldest, should an older version have made two
+        return LoggedRecord(record_id=str(first["id"]), url=f"{base}/agent/tickets/{first['id']}",
+                            body=first.get("description") or "")
+
     async def append_note(self, record_id: str, text: str, creds: Credentials | None) -> None:
         base = self.base_url(creds)
         await self.request("PUT", f"{base}/api/v2/tickets/{record_id}.json", creds=creds, budget=10,
                            json={"ticket": {"comment": {"body": text, "public": False}}})
+
+
+#: Zendesk's answer (400) to a known idempotency key sent with a different body within two hours
+IDEMPOTENT_REQUEST_ERROR = "IdempotentRequestError"
+
+
+class KeyUsedError(CrmPermanentError):
+    """400 ``IdempotentRequestError``: the key has made a ticket already, from another body."""
+
+
+def record_key(record: CallRecord) -> str:
+    """The call's key as the idempotency key and the ticket's external_id (at most 255 characters)."""
+    return f"hejcti-{record.key}"[:255]
 
 
 def _int(value: str) -> int | str:

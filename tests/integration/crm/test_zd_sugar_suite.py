@@ -144,8 +144,11 @@ async def test_zendesk_ticket_is_option_c_of_the_reference(zd):
     await zd.adapter.log_call(call("in", False, julia, agent), GOOD)
     await zd.adapter.log_call(call("out", True, julia, agent), GOOD)
     answered, missed, outbound = (dict(t) for t in s.created)
+    assert [t["external_id"] for t in (answered, missed, outbound)] == [  # how a retry finds its ticket
+        "hejcti-xc-inTrue", "hejcti-xc-inFalse", "hejcti-xc-outTrue"]
     for t in (answered, missed, outbound):
-        assert set(t) - {"id", "comments"} == {"subject", "requester_id", "assignee_id", "tags", "comment"}
+        assert set(t) - {"id", "comments"} == {"subject", "requester_id", "assignee_id", "tags", "comment",
+                                               "external_id"}
         assert t["requester_id"] == 35436 and t["assignee_id"] == 9873843  # integers, as Zendesk ids are
         assert t["comment"]["public"] is False and set(t["comment"]) == {"body", "public"}
     assert answered["subject"] == "Inbound call from 030 12345678"
