@@ -186,6 +186,13 @@ class Revocation:
     def code(self) -> int:
         return protocol.CLOSE_ACCOUNT_DELETED if self.account_id is not None else protocol.CLOSE_TOKEN_REVOKED
 
+    @classmethod
+    def of_sweep(cls, row: Any) -> Revocation:
+        """A row of the ``sessions_revoked`` query: the user's token is gone, or the whole account is."""
+        if row["account_gone"]:
+            return cls(account_id=row["account_id"])
+        return cls(user_id=row["user_id"], token_hash=bytes(row["token_hash"]))
+
     def matches(self, s: Session) -> bool:
         if self.account_id is not None:
             return s.account_id == self.account_id
@@ -202,8 +209,9 @@ class Hub:
         self._by_uid: dict[str, set[Session]] = {}
         self._all: set[Session] = set()
         self._metrics = metrics
-        self._epoch = 0  # counts revocations seen
-        self._recent: deque[tuple[int, Revocation]] = deque(maxlen=self.RECENT)
+        self._epoch = 0  # counts revocations seen and sweeps begun
+        #: by epoch: a revocation, or None where a sweep took its snapshot of the sessions
+        self._recent: deque[tuple[int, Revocation | None]] = deque(maxlen=self.RECENT)
         self._closing: set[asyncio.Task[None]] = set()
 
     def mark(self) -> int:
@@ -211,18 +219,24 @@ class Hub:
         that token arrived while it was being checked."""
         return self._epoch
 
-    def add(self, s: Session, since: int | None = None) -> None:
+    def add(self, s: Session, since: int | None = None) -> bool:
+        """True when a sweep took its snapshot while the session's token was being checked: the sweep did not
+        see it, so the caller checks it the same way (a revocation sent while the listener was away)."""
         self._by_user.setdefault((s.account_id, s.sipgate_user), set()).add(s)
         self._by_uid.setdefault(s.user_id, set()).add(s)
         self._all.add(s)
         self._metrics.sessions.set(len(self._all))
+        unswept = False
         if since is not None and since < self._epoch:
             for epoch, r in reversed(self._recent):
                 if epoch <= since:
                     break
-                if r.matches(s):
+                if r is None:
+                    unswept = True
+                elif r.matches(s):
                     self._close_revoked(s, r.code)
-                    return
+                    return False
+        return unswept
 
     def remove(self, s: Session) -> None:
         _discard(self._by_user, (s.account_id, s.sipgate_user), s)
@@ -272,8 +286,11 @@ class Hub:
             self._close_revoked(s, r.code)
         return len(targets)
 
-    def credentials(self) -> list[tuple[str, bytes, str]]:
-        """(user id, token hash, account id) of every open session, once each: what a sweep checks."""
+    def sweep(self) -> list[tuple[str, bytes, str]]:
+        """A sweep begins: (user id, token hash, account id) of every open session, once each, for it to check.
+        A session whose token check began before this and that joins after is told to check itself (``add``)."""
+        self._epoch += 1
+        self._recent.append((self._epoch, None))
         return list({(s.user_id, s.token_hash, s.account_id) for s in self._all if not s.closed})
 
     def _close_revoked(self, s: Session, code: int) -> None:

@@ -15,7 +15,7 @@ from hejcti.config import Settings
 from hejcti.crm.base import Credentials
 from hejcti.errors import DatabaseUnavailableError
 from hejcti.metrics import Metrics
-from hejcti.sessions import Hub, Session
+from hejcti.sessions import Hub, Revocation, Session
 from hejcti.store import Store
 
 log = logs.get("hejcti.ws")
@@ -113,9 +113,11 @@ class WebSocketHandler:
         replay = self.replay(session, resume) if self.replay is not None and resume is not None else None
         if replay is not None:
             session.hold()  # live events wait until the replay is out: what was missed comes first
-        self.hub.add(session, since)  # live events from here on; the replay below skips what overlaps
+        unswept = self.hub.add(session, since)  # live events from here on; the replay below skips what overlaps
         log.info("session.opened", session=session.id, account=session.account_id, user=session.sipgate_user,
                  resume=resume)
+        if unswept:
+            await self._sweep(session)
         if replay is not None:
             try:
                 await replay
@@ -123,6 +125,17 @@ class WebSocketHandler:
                 log.warning("session.resume.failed", session=session.id)
             finally:
                 session.release()
+
+    async def _sweep(self, session: Session) -> None:
+        """What the listener's sweep does, for a session it missed (its token was being checked meanwhile)."""
+        try:
+            rows = await self.store.fetch("sessions_revoked", [session.user_id], [session.token_hash],
+                                          [session.account_id])
+        except DatabaseUnavailableError:
+            await session.close(protocol.CLOSE_UNAVAILABLE, b"try again")
+            return
+        for row in rows:
+            self.hub.revoke(Revocation.of_sweep(row))
 
     @staticmethod
     async def _reject(ws: web.WebSocketResponse) -> None:

@@ -146,14 +146,13 @@ class Listener:
 
     async def _sweep(self) -> None:
         """Close the sessions whose user row is gone or whose token was replaced (their account gone: 4503)."""
-        live = self._hub.credentials() if self._hub is not None else []
+        live = self._hub.sweep() if self._hub is not None else []
         if not live or self.conn is None:
             return
         users, hashes, accounts = (list(col) for col in zip(*live, strict=True))
         rows = await self.conn.fetch(q("sessions_revoked"), users, hashes, accounts)
         for row in rows:
-            self._revoke(Revocation(account_id=row["account_id"]) if row["account_gone"]
-                         else Revocation(user_id=row["user_id"], token_hash=bytes(row["token_hash"])))
+            self._revoke(Revocation.of_sweep(row))
         log.info("listener.swept", sessions=len(live), revoked=len(rows))
 
     def _on_revoked(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:

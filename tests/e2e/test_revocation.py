@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from hejcti.app import HUB, LISTENER
+from hejcti.app import HUB, LISTENER, WS
 from tests.e2e.test_cli import env_for, hejcti
 from tests.e2e.test_fanout import hangup, new_call
 from tests.harness import Client, Harness
@@ -117,3 +117,27 @@ async def test_the_listener_sweeps_revocations_it_missed(make_harness):
     assert [await closed(c) for c in (rotated, removed, deleted)] == [4502, 4502, 4503]
     assert await kept.request({"type": "ping", "id": 2}) == {"type": "pong", "id": 2}
     await hub_drops(b, 1)
+
+
+async def test_a_session_whose_token_was_checked_during_a_sweep_is_checked_again(make_harness):
+    """The listener was away when the token was replaced, and its sweep ran while this session's token was being
+    checked (the old one still valid then): the sweep did not see the session, so the session is checked alone."""
+    a, b = await two(make_harness)
+    acc = await a.account()
+    token = await a.user(acc["account_id"], "w1")
+    user_id = (await a.admin.list_users(acc["account_id"]))["users"][0]["user_id"]
+    store = b.app[WS].store
+    check = store.fetchrow
+
+    async def checked_while_swept(name, *args):
+        row = await check(name, *args)
+        if name == "user_by_token":
+            lose_revocations(b)
+            await a.admin.new_user_token(user_id)  # replaced after the check read the old token
+            b.app[LISTENER]._hub.sweep()  # the reconnected listener's sweep: the session is not in the hub yet
+        return row
+
+    store.fetchrow = checked_while_swept
+    late = await b.connect(token)
+    assert await closed(late) == 4502
+    await hub_drops(b, 0)

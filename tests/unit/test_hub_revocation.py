@@ -71,3 +71,11 @@ async def test_events_go_to_the_user_rows_they_were_stored_for():
     assert hub.sessions_for("acc_1", ["w1"], ["usr_new"]) == [now]
     assert hub.sessions_for("acc_2", ["w1"], ["usr_new"]) == []  # a user id of another account: nothing
     assert set(hub.sessions_for("acc_1", ["w1"])) == {before, now}  # an event stored before recipients existed
+
+
+async def test_a_session_that_joins_after_a_sweeps_snapshot_is_told_to_check_itself():
+    hub = Hub(Metrics())
+    since = hub.mark()  # its token check starts
+    assert hub.sweep() == []  # the listener reconnected and checks the sessions it has: not this one yet
+    assert hub.add(session("usr_1", b"t"), since) is True
+    assert hub.add(session("usr_2", b"t"), hub.mark()) is False  # checked after the sweep began: nothing to do
