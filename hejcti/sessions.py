@@ -220,8 +220,9 @@ class Hub:
         return self._epoch
 
     def add(self, s: Session, since: int | None = None) -> bool:
-        """True when a sweep took its snapshot while the session's token was being checked: the sweep did not
-        see it, so the caller checks it the same way (a revocation sent while the listener was away)."""
+        """True when a sweep took its snapshot while the session's token was being checked (the sweep did not
+        see it), or when more revocations came meanwhile than the hub remembers: the caller checks the session
+        the way a sweep would."""
         self._by_user.setdefault((s.account_id, s.sipgate_user), set()).add(s)
         self._by_uid.setdefault(s.user_id, set()).add(s)
         self._all.add(s)
@@ -236,6 +237,9 @@ class Hub:
                 elif r.matches(s):
                     self._close_revoked(s, r.code)
                     return False
+            else:
+                # more revocations came than are remembered: what fell out is checked as a sweep would
+                unswept = unswept or self._recent[0][0] > since + 1
         return unswept
 
     def remove(self, s: Session) -> None:

@@ -79,3 +79,14 @@ async def test_a_session_that_joins_after_a_sweeps_snapshot_is_told_to_check_its
     assert hub.sweep() == []  # the listener reconnected and checks the sessions it has: not this one yet
     assert hub.add(session("usr_1", b"t"), since) is True
     assert hub.add(session("usr_2", b"t"), hub.mark()) is False  # checked after the sweep began: nothing to do
+
+
+async def test_more_revocations_during_a_check_than_are_remembered_make_the_session_check_itself():
+    hub = Hub(Metrics())
+    since = hub.mark()
+    hub.revoke(Revocation(user_id="usr_other"))
+    assert hub.add(session("usr_0", b"t"), since) is False  # all it missed is remembered: nothing to check
+    for i in range(Hub.RECENT + 1):
+        hub.revoke(Revocation(user_id=f"usr_other{i}"))
+    assert hub.add(session("usr_1", b"t"), since) is True
+    assert hub.add(session("usr_2", b"t"), hub.mark()) is False
