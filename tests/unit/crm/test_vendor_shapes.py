@@ -56,6 +56,28 @@ def hit_file(kind: str) -> str:
     return "globalsearch_hit.json" if kind == "sugarcrm" else "lookup_hit.json"
 
 
+COMPANIES = r".*/rest/v11/(Contacts|Leads)/filter"
+
+
+def mock_companies(m: aioresponses, body: str, status: int = 200) -> None:
+    """SugarCRM's follow-up after a global search: the filter API by the hits' ids, for their account_name."""
+    m.add(re.compile(COMPANIES), "POST", status=status, body=body, content_type="application/json", repeat=True)
+
+
+def globalsearch_multiple() -> str:
+    """lookup_multiple.json as global search answers it: no account_id/account_name (not in Sugar's search
+    index), a score per hit and a total."""
+    data = json.loads(fx("sugarcrm", "lookup_multiple.json"))
+    records = [{k: v for k, v in r.items() if k not in ("account_id", "account_name")} | {"_score": 2.0}
+               for r in data["records"]]
+    return json.dumps({**data, "total": len(records), "records": records})
+
+
+def company_requests(m: aioresponses) -> list[dict]:
+    return [call.kwargs["json"] for (method, url), calls in m.requests.items()
+            if re.fullmatch(COMPANIES, str(url)) for call in calls]
+
+
 @pytest.fixture
 async def make():
     async with aiohttp.ClientSession() as http:
@@ -67,21 +89,43 @@ async def make():
 async def test_vendor_hit(make, kind):
     with aioresponses() as m:
         mock_search(m, kind, fx(kind, hit_file(kind)))
+        if kind == "sugarcrm":
+            mock_companies(m, fx(kind, "lookup_hit.json"))
         (c,) = await make(kind).lookup(CALLER, CREDS)
     assert c.id == FIRST[kind] and c.name == "Julia Schmidt" and c.match == "exact" and c.url
 
 
 @pytest.mark.parametrize("kind", list(SEARCH))
 async def test_vendor_several_matches(make, kind):
-    if kind == "sugarcrm":
-        data = json.loads(fx(kind, "lookup_multiple.json"))  # the filter API's shape; global search lists the same
-        body = json.dumps({**data, "total": len(data["records"])})
-    else:
-        body = fx(kind, "lookup_multiple.json")
+    body = globalsearch_multiple() if kind == "sugarcrm" else fx(kind, "lookup_multiple.json")
     with aioresponses() as m:
         mock_search(m, kind, body)
+        if kind == "sugarcrm":
+            mock_companies(m, fx(kind, "lookup_multiple.json"))
         found = await make(kind).lookup(CALLER, CREDS)
     assert len(found) >= 2 and found[0].id == FIRST[kind]  # the newest exact match first
+
+
+async def test_sugarcrm_global_search_hits_get_their_company_from_the_filter_api(make):
+    with aioresponses() as m:
+        mock_search(m, "sugarcrm", globalsearch_multiple())
+        mock_companies(m, fx("sugarcrm", "lookup_multiple.json"))
+        found = await make("sugarcrm").lookup(CALLER, CREDS)
+        (sent,) = company_requests(m)  # one request for the Contacts hits, none for Leads
+    assert [(c.name, c.company) for c in found] == [("Julia Schmidt", "Acme GmbH"), ("Max Mustermann", "Acme GmbH")]
+    assert found[0].parent_id == "9a1e6d4c-5b2f-11ef-8a3d-0242ac120002"
+    assert sorted(sent["filter"][0]["id"]["$in"]) == sorted(c.id for c in found)
+    assert "account_name" in sent["fields"]
+
+
+async def test_sugarcrm_hit_pops_without_company_when_the_follow_up_fails(make):
+    refused = json.dumps({"error": "not_authorized", "error_message": "No access to Contacts"})
+    with aioresponses() as m:
+        mock_search(m, "sugarcrm", fx("sugarcrm", "globalsearch_hit.json"))
+        mock_companies(m, refused, status=403)
+        (c,) = await make("sugarcrm").lookup(CALLER, CREDS)
+        assert len(company_requests(m)) == 1  # a refusal is not retried
+    assert c.id == FIRST["sugarcrm"] and c.name == "Julia Schmidt" and c.company is None
 
 
 @pytest.mark.parametrize("kind", list(SEARCH))
