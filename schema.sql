@@ -5,7 +5,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     id                  text PRIMARY KEY,
     name                text NOT NULL,
     crm_kind            text NOT NULL CHECK (crm_kind IN
-                            ('salesforce', 'hubspot', 'pipedrive', 'zendesk', 'sugarcrm', 'suitecrm', 'directory')),
+                            ('salesforce', 'hubspot', 'pipedrive', 'zendesk', 'sugarcrm', 'suitecrm', 'directory',
+                             'none')),
     crm_instance        text,
     region              text NOT NULL DEFAULT 'DE',
     log_calls           boolean NOT NULL DEFAULT true,
@@ -392,3 +393,32 @@ $$;
 DROP TRIGGER IF EXISTS accounts_deleted ON accounts;
 CREATE TRIGGER accounts_deleted AFTER DELETE ON accounts
     FOR EACH ROW EXECUTE FUNCTION hejcti_account_deleted();
+
+-- Sign in with sipgate (CONTRACT §8). An account made by an admin's first sign-in has no CRM yet: crm_kind
+-- 'none' (lookups find nobody, log_calls is off) until the portal sets one. Databases made before 'none'
+-- existed get it added to the CHECK here.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint
+                    WHERE conrelid = 'accounts'::regclass AND conname = 'accounts_crm_kind_check'
+                      AND pg_get_constraintdef(oid) LIKE '%''none''%') THEN
+        ALTER TABLE accounts DROP CONSTRAINT IF EXISTS accounts_crm_kind_check;
+        ALTER TABLE accounts ADD CONSTRAINT accounts_crm_kind_check CHECK (crm_kind IN
+            ('salesforce', 'hubspot', 'pipedrive', 'zendesk', 'sugarcrm', 'suitecrm', 'directory', 'none'));
+    END IF;
+END;
+$$;
+-- A started sign-in, from GET /auth/sipgate until its callback takes it (once: DELETE … RETURNING) or ten
+-- minutes pass. In the database, not in memory: the callback may reach another process than the start.
+-- The state and the browser's value are kept only as hashes. The PKCE verifier is kept as it is: it is of no
+-- use without the one-time code, which sipgate hands only to the browser, and the client secret, which is
+-- only in the servers' environment; and it is gone at the callback or after ten minutes.
+CREATE TABLE IF NOT EXISTS signin_states (
+    state_hash    bytea PRIMARY KEY,          -- sha256 of the `state` sent to sipgate
+    browser_hash  bytea NOT NULL,             -- sha256 of the random value in the browser's sign-in cookie
+    verifier      text NOT NULL,              -- the PKCE code_verifier
+    purpose       text NOT NULL CHECK (purpose IN ('portal', 'extension')),
+    redirect_uri  text,                       -- the extension's, checked against EXTENSION_IDS at the start
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS signin_states_created ON signin_states (created_at);

@@ -255,3 +255,39 @@ class Admin:
             user["email"] = found.user.email if found else None
             user["extension"] = found.extension if found else None
         return out
+
+    # -- Sign in with sipgate (CONTRACT §8): the sign-in calls these; the portal and the CLI see the same rows ----
+
+    async def account_for_sipgate(self, sipgate_account: str) -> tuple[str, bool]:
+        """The account connected to sipgate account ``sipgate_account`` (``masterSipId``), made on the first
+        sign-in of one of its admins: with no CRM yet (kind ``none``: finds nobody, logs no calls) until the
+        portal sets one. Its webhook and admin tokens are made as ``create_account`` makes them and shown to
+        nobody (the portal shows the webhook URL). → (account id, whether it was made now)."""
+        for _ in range(2):  # made by a sign-in at the same moment: the second finds the first's
+            found = await self.store.fetchval("account_by_sipgate", sipgate_account)
+            if found is not None:
+                return found, False
+            account_id = tokens.new_id("acc")
+            nonce = tokens.nonce()
+            webhook = tokens.webhook_token(self.settings.resolved_secret_key(), account_id, nonce)
+            made = await self.store.fetchval("account_insert_for_sipgate", account_id, f"sipgate {sipgate_account}",
+                                             tokens.digest(webhook), nonce, tokens.digest(tokens.new()),
+                                             sipgate_account)
+            if made is not None:
+                return made, True
+        raise NotFoundError(f"no account for sipgate account {sipgate_account!r}")  # pragma: no cover
+
+    async def sign_in_user(self, account_id: str, sipgate_user: str) -> dict[str, Any]:
+        """A user's sign-in: the user row is added if missing (ids only), and the user gets a new token, as
+        ``user add`` and ``user token`` make them. One token per user: the new one ends the old one's sessions
+        (4502). → ``{"user_id", "token", "added"}``."""
+        for _ in range(2):  # added by a sign-in at the same moment: the second gives that row a new token
+            user_id = await self.store.fetchval("user_by_sipgate", account_id, sipgate_user)
+            if user_id is not None:
+                return {**await self.new_user_token(user_id), "added": False}
+            try:
+                return {**await self.add_user(account_id=account_id, sipgate_user=sipgate_user), "added": True}
+            except BadRequestError:
+                if await self.store.fetchval("user_by_sipgate", account_id, sipgate_user) is None:
+                    raise  # not a race: the id itself is refused
+        raise NotFoundError(f"no user {sipgate_user!r} in account {account_id!r}")  # pragma: no cover

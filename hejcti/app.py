@@ -16,13 +16,15 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
-from hejcti import db, logs
+from hejcti import db, logs, signin
 from hejcti.config import Settings
 from hejcti.connections import client_address, peer_in
 from hejcti.lookup import Accounts, Lookups
 from hejcti.metrics import Metrics
 from hejcti.sessions import Hub
+from hejcti.sipgate_live import SipgateAccounts
 from hejcti.store import UNAVAILABLE, Store
+from hejcti.websession import WebSessions
 from hejcti.ws import WebSocketHandler, close_sessions
 from webhooks.handler import WebhookHandler
 from webhooks.ingest import Ingest
@@ -48,6 +50,8 @@ REAPER = web.AppKey("reaper", Reaper)
 RECORDS = web.AppKey("records", Records)
 LOOKUPS = web.AppKey("lookups", Lookups)
 WS = web.AppKey("ws", WebSocketHandler)
+SIPGATE = web.AppKey("sipgate", SipgateAccounts)
+WEB_SESSIONS = web.AppKey("web_sessions", WebSessions)
 
 
 def create_app(settings: Settings, database_url: str, role: Role = "all") -> web.Application:
@@ -115,8 +119,13 @@ def create_app(settings: Settings, database_url: str, role: Role = "all") -> web
         await reaper.stop()
         await lookups.close()
 
+    async def sipgate_ctx(app: web.Application) -> AsyncIterator[None]:
+        app[SIPGATE] = SipgateAccounts(app[STORE], settings, app[HTTP])  # the process's one (live-data cache)
+        yield
+
     app.cleanup_ctx.append(pool_ctx)
     app.cleanup_ctx.append(http_ctx)
+    app.cleanup_ctx.append(sipgate_ctx)
     if serve_web:
         app.cleanup_ctx.append(ingest_ctx)
         app.router.add_post("/webhooks/sipgate/{token}", _lazy_webhook(settings, metrics))
@@ -132,6 +141,8 @@ def create_app(settings: Settings, database_url: str, role: Role = "all") -> web
 
     app[READINESS] = readiness = Readiness(settings.readyz_timeout_s)
     app.on_shutdown.append(readiness.close)
+    app[WEB_SESSIONS] = web_sessions = WebSessions(settings)
+    signin.setup(app, signin.SignIn(settings, lambda: app[STORE], lambda: app[SIPGATE], web_sessions))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", _metrics_view(settings, metrics))

@@ -258,3 +258,28 @@ SELECT s.user_id, s.token_hash, s.account_id, a.id IS NULL AS account_gone
   LEFT JOIN users u ON u.id = s.user_id AND u.token_hash = s.token_hash
   LEFT JOIN accounts a ON a.id = s.account_id
  WHERE u.id IS NULL;
+
+-- name: signin_state_insert
+INSERT INTO signin_states (state_hash, browser_hash, verifier, purpose, redirect_uri) VALUES ($1, $2, $3, $4, $5);
+
+-- name: signin_state_take
+-- A sign-in's callback takes its state: one statement, so a state is used once however many callbacks race.
+DELETE FROM signin_states WHERE state_hash = $1
+RETURNING browser_hash, verifier, purpose, redirect_uri, created_at > now() - make_interval(secs => $2) AS fresh;
+
+-- name: signin_states_purge
+DELETE FROM signin_states WHERE created_at <= now() - make_interval(secs => $1);
+
+-- name: account_insert_for_sipgate
+-- The account of a sipgate account's first admin sign-in (no CRM yet); NULL when one exists already.
+INSERT INTO accounts (id, name, crm_kind, crm_instance, region, log_calls, webhook_token_hash, webhook_nonce,
+                      admin_token_hash, sipgate_account_id)
+VALUES ($1, $2, 'none', NULL, 'DE', false, $3, $4, $5, $6)
+ON CONFLICT (sipgate_account_id) WHERE sipgate_account_id IS NOT NULL DO NOTHING
+RETURNING id;
+
+-- name: account_by_sipgate_connected
+SELECT id, sipgate_credential IS NOT NULL AS connected FROM accounts WHERE sipgate_account_id = $1;
+
+-- name: user_by_sipgate
+SELECT id FROM users WHERE account_id = $1 AND sipgate_user = $2;

@@ -1,0 +1,361 @@
+"""Sign in with sipgate (CONTRACT §8), end to end: the real app and the fake sipgate on 127.0.0.1, the OAuth dance
+driven as a browser drives it (start → sipgate's authorize page → its button → the callback, cookies kept per
+browser, redirects followed by hand)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import make_mocked_request
+
+from hejcti.app import SIPGATE, WEB_SESSIONS
+from hejcti.signin import challenge
+from hejcti.websession import COOKIE, WebSession
+from tests.e2e.test_fanout import new_call
+from tests.fakes.sipgate import FakeSipgate
+
+EXT = "hnnlhefhhmhfapdfppcpbjkplolijhoc"
+REDIRECT = f"https://{EXT}.chromiumapp.org/signin"
+
+
+@pytest.fixture
+async def fake():
+    async with FakeSipgate().running() as f:
+        yield f
+
+
+def sipgate_settings(fake: FakeSipgate, **more: Any) -> dict[str, Any]:
+    return {"sipgate_api_url": fake.api_url, "sipgate_login_url": fake.login_url,
+            "sipgate_client_id": fake.state.client_id, "sipgate_client_secret": fake.state.client_secret,
+            "extension_ids": f"{EXT},bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", **more}
+
+
+@pytest.fixture
+async def h(make_harness, fake):
+    return await make_harness(**sipgate_settings(fake))
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: Any
+    text: str
+    url: str = ""
+
+    @property
+    def location(self) -> str:
+        return self.headers.get("Location", "")
+
+
+@dataclass
+class Browser:
+    """One browser: its own cookie jar (IP hosts allowed, as a browser on 127.0.0.1 has them)."""
+
+    http: aiohttp.ClientSession = field(default_factory=lambda: aiohttp.ClientSession(
+        cookie_jar=aiohttp.CookieJar(unsafe=True)))
+    lang: str = "en"
+
+    async def get(self, url: str) -> Answer:
+        async with self.http.get(url, allow_redirects=False, headers={"Accept-Language": self.lang}) as r:
+            return Answer(r.status, r.headers, await r.text(), url)
+
+    async def post(self, url: str, data: dict[str, str]) -> Answer:
+        async with self.http.post(url, data=data, allow_redirects=False) as r:
+            return Answer(r.status, r.headers, await r.text(), url)
+
+    async def start(self, base: str, purpose: str, redirect_uri: str | None = None) -> Answer:
+        query = {"for": purpose, **({"redirect_uri": redirect_uri} if redirect_uri else {})}
+        return await self.get(f"{base}/auth/sipgate?{urlencode(query)}")
+
+    async def at_sipgate(self, authorize_url: str, as_user: str) -> str:
+        """sipgate's authorize page, its button pressed as ``as_user``: the callback URL it sends the browser to."""
+        page = await self.get(authorize_url)
+        assert page.status == 200, page.text
+        form = dict(re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', page.text))
+        approved = await self.post(authorize_url, {**form, "user": as_user})
+        assert approved.status == 302
+        return approved.location
+
+    async def sign_in(self, base: str, purpose: str, as_user: str = "w0", redirect_uri: str | None = None) -> Answer:
+        started = await self.start(base, purpose, redirect_uri)
+        assert started.status == 302, started.text
+        return await self.get(await self.at_sipgate(started.location, as_user))
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+@pytest.fixture
+async def browsers():
+    made: list[Browser] = []
+
+    def make(lang: str = "en") -> Browser:
+        made.append(Browser(lang=lang))
+        return made[-1]
+
+    yield make
+    for b in made:
+        await b.close()
+
+
+def admin_of(fake: FakeSipgate, user: str) -> None:
+    for u in fake.state.users:
+        if u["id"] == user:
+            u["admin"] = True
+
+
+async def portal_session(h, set_cookie: str) -> WebSession | None:
+    """What the server reads from the portal cookie a browser sends back."""
+    value = set_cookie.split(";", 1)[0].split("=", 1)[1].strip('"')
+    return await h.app[WEB_SESSIONS].load(make_mocked_request("GET", "/portal", headers={"Cookie": f"{COOKIE}={value}"}))
+
+
+async def account_row(h) -> Any:
+    return await h.pool.fetchrow("SELECT * FROM accounts WHERE sipgate_account_id = $1", "1234567")
+
+
+async def dump(h) -> str:
+    tables = [r["tablename"] for r in await h.pool.fetch("SELECT tablename FROM pg_tables WHERE schemaname = "
+                                                         "current_schema()")]
+    out = []
+    for t in tables:
+        for row in await h.pool.fetch(f'SELECT * FROM "{t}"'):  # noqa: S608
+            out.append(repr(dict(row)))
+    return "\n".join(out)
+
+
+# -- portal ---------------------------------------------------------------------------------------------------
+
+
+async def test_admin_portal_sign_in_makes_the_account_and_stores_the_credential_sealed(h, fake, browsers):
+    browser = browsers()
+    done = await browser.sign_in(h.base, "portal", "w0")
+    assert done.status == 302 and done.location == "/portal"
+    cookie = next(v for k, v in done.headers.items() if k == "Set-Cookie" and v.startswith("hejcti_portal="))
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Max-Age=28800" in cookie
+    assert "Secure" not in cookie  # PUBLIC_URL is http here
+
+    row = await account_row(h)
+    assert (row["crm_kind"], row["log_calls"], row["sipgate_rejected_at"]) == ("none", False, None)
+    credential = await h.app[SIPGATE].credential(row["id"])
+    assert credential.kind == "oauth" and credential.owner == "w0"
+    assert credential.refresh_token in fake.state.refresh_tokens  # the live one, sipgate's latest
+
+    session = await portal_session(h, cookie)
+    assert session is not None and (session.account_id, session.sipgate_user, session.admin) == (row["id"], "w0", True)
+    assert len(session.csrf) >= 43 and credential.refresh_token not in cookie and "w0" not in cookie
+
+    everything = await dump(h)
+    for secret in [credential.refresh_token, credential.access_token, *fake.state.access_tokens]:
+        assert secret not in everything
+    for personal in ["Ada", "Lovelace", "ada.lovelace@example.org", "4921155500100"]:
+        assert personal not in everything
+    assert await h.pool.fetchval("SELECT count(*) FROM signin_states") == 0  # used up
+
+    # the CLI's functions see the account; it has no CRM yet
+    listed = await h.admin.show_account(row["id"])
+    assert listed["crm"] == "none" and listed["log_calls"] is False
+
+
+async def test_another_admin_replaces_the_credential_and_a_non_admin_changes_nothing(h, fake, browsers):
+    await browsers().sign_in(h.base, "portal", "w0")
+    first = await account_row(h)
+
+    refused = await browsers().sign_in(h.base, "portal", "w1")  # Grace is no admin
+    assert refused.status == 403 and "Only sipgate administrators" in refused.text
+    assert "hejcti_portal" not in refused.headers.get("Set-Cookie", "")
+    assert bytes((await account_row(h))["sipgate_credential"]) == bytes(first["sipgate_credential"])
+    german = await browsers("de-DE,de;q=0.9,en;q=0.5").sign_in(h.base, "portal", "w2")
+    assert german.status == 403 and "Nur sipgate-Administratoren" in german.text
+
+    admin_of(fake, "w1")
+    again = await browsers().sign_in(h.base, "portal", "w1")
+    assert again.status == 302 and again.location == "/portal"
+    row = await account_row(h)
+    assert row["id"] == first["id"] and await h.pool.fetchval("SELECT count(*) FROM accounts") == 1
+    assert (await h.app[SIPGATE].credential(row["id"])).owner == "w1"
+
+
+# -- extension ------------------------------------------------------------------------------------------------
+
+
+async def test_extension_sign_in_hands_a_token_that_opens_a_session(h, fake, browsers):
+    await browsers().sign_in(h.base, "portal", "w0")
+    aid = (await account_row(h))["id"]
+    admin_credential = bytes((await account_row(h))["sipgate_credential"])
+
+    done = await browsers().sign_in(h.base, "extension", "w2", REDIRECT)
+    assert done.status == 302 and done.location.startswith(REDIRECT + "#token=")
+    token = done.location.split("#token=", 1)[1]
+    session = await h.connect(token)
+    assert session.seen[0]["account_id"] == aid
+    assert await h.pool.fetchval("SELECT sipgate_user FROM users WHERE id = $1", session.seen[0]["user_id"]) == "w2"
+    # Jürgen's own sipgate tokens were dropped: the account's credential is still Ada's
+    assert bytes((await account_row(h))["sipgate_credential"]) == admin_credential
+
+    # the account has no CRM yet: a call pops with nobody found, and no call record is kept
+    url = f"{h.base}/webhooks/sipgate/{await h.admin.webhook_token(aid)}"
+    assert (await h.post(url, new_call("CALLNOCRM0001", users=("w2",))))[0] == 200
+    ringing = await session.expect("call.ringing")
+    assert ringing["contacts"] == [] and ringing["resolved"] is True
+
+    # one sign-in per user: a new one ends the old token's session
+    again = await browsers().sign_in(h.base, "extension", "w2", REDIRECT)
+    assert again.location.startswith(REDIRECT + "#token=") and again.location != done.location
+    assert (await session.expect("__closed__", 10))["code"] == 4502
+    assert await h.pool.fetchval("SELECT count(*) FROM users WHERE account_id = $1", aid) == 1
+    assert await h.pool.fetchval("SELECT count(*) FROM call_records") == 0
+
+
+async def test_extension_sign_in_for_an_unconnected_account_says_to_ask_an_admin(h, fake, browsers):
+    page = await browsers().sign_in(h.base, "extension", "w2", REDIRECT)
+    assert page.status == 403 and "ask a sipgate administrator" in page.text and "portal" in page.text
+    assert "#token" not in page.text and "Location" not in page.headers
+    german = await browsers("de").sign_in(h.base, "extension", "w2", REDIRECT)
+    assert german.status == 403 and "Administrator" in german.text and "Portal zu verbinden" in german.text
+    assert await h.pool.fetchval("SELECT count(*) FROM users") == 0
+    assert await h.pool.fetchval("SELECT count(*) FROM accounts") == 0
+
+
+@pytest.mark.parametrize("redirect_uri", [
+    "https://aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.chromiumapp.org/signin",  # a foreign extension
+    f"https://{EXT}.chromiumapp.org.evil.com/signin",  # a lookalike host
+    f"https://evil.com/{EXT}.chromiumapp.org/",
+    f"https://evil.com/?next=https://{EXT}.chromiumapp.org/",  # an open redirect
+    f"https://evil.com#https://{EXT}.chromiumapp.org/",
+    f"https://user@{EXT}.chromiumapp.org/signin",  # userinfo
+    f"https://{EXT}.chromiumapp.org@evil.com/signin",
+    f"http://{EXT}.chromiumapp.org/signin",
+    f"https://{EXT}.chromiumapp.org:8443/signin",
+    f"https://{EXT}.chromiumapp.org/signin#x",
+    f"https://{EXT}.chromiumapp.org/%2F%2Fevil.com",
+    f"https://{EXT}.chromiumapp.org",
+    f"https://{EXT.upper()}.chromiumapp.org/signin",
+    "",
+])
+async def test_only_a_listed_extension_can_receive_a_token(h, browsers, redirect_uri):
+    started = await browsers().start(h.base, "extension", redirect_uri)
+    assert started.status == 400 and "Location" not in started.headers
+    assert started.text.count("\n") == 1 and "redirect_uri" in started.text
+    assert await h.pool.fetchval("SELECT count(*) FROM signin_states") == 0
+
+
+async def test_bad_starts(h, make_harness, browsers, fake):
+    b = browsers()
+    assert (await b.get(h.base + "/auth/sipgate?for=admin")).status == 400
+    assert (await b.get(f"{h.base}/auth/sipgate?for=portal&redirect_uri={REDIRECT}")).status == 400
+    twice = await b.get(f"{h.base}/auth/sipgate?for=extension&redirect_uri={REDIRECT}&redirect_uri=https://x.org/")
+    assert twice.status == 400
+    plain = await make_harness()  # no SIPGATE_CLIENT_ID
+    off = await b.get(plain.base + "/auth/sipgate?for=portal")
+    assert off.status == 404 and off.text.count("\n") == 1 and "SIPGATE_CLIENT_ID" in off.text
+
+
+# -- the state, the browser, PKCE, and sipgate's failures ------------------------------------------------------
+
+
+async def test_the_authorize_request_and_pkce(h, fake, browsers):
+    b = browsers()
+    started = await b.start(h.base, "portal")
+    sent = {k: v[0] for k, v in parse_qs(urlsplit(started.location).query).items()}
+    assert started.location.startswith(fake.login_url + "/auth?")
+    assert sent["client_id"] == fake.state.client_id and sent["response_type"] == "code"
+    assert sent["redirect_uri"] == h.base + "/auth/sipgate/callback"
+    assert sent["scope"].split() == ["users:read", "devices:read", "numbers:read", "settings:sipgateio:read",
+                                     "settings:sipgateio:write", "sessions:calls:write", "rtcm:read", "rtcm:write"]
+    assert sent["code_challenge_method"] == "S256"
+    verifier = await h.pool.fetchval("SELECT verifier FROM signin_states")
+    assert sent["code_challenge"] == challenge(verifier) and len(sent["state"]) >= 43
+    cookie = started.headers["Set-Cookie"]
+    assert cookie.startswith("hejcti_signin=") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Path=/auth/sipgate" in cookie
+
+    # a code redeemed with another verifier: the fake (as sipgate) refuses it
+    callback = await b.at_sipgate(started.location, "w0")
+    await h.pool.execute("UPDATE signin_states SET verifier = 'x' || verifier")
+    refused = await b.get(callback)
+    assert refused.status == 400 and "did not accept" in refused.text
+    assert await account_row(h) is None
+
+
+async def test_a_state_is_used_once_and_only_by_its_browser(h, fake, browsers):
+    b = browsers()
+    started = await b.start(h.base, "portal")
+    callback = await b.at_sipgate(started.location, "w0")
+    assert (await b.get(callback)).status == 302
+    reused = await b.get(callback)
+    assert reused.status == 400 and "expired or was used already" in reused.text
+
+    started = await b.start(h.base, "portal")
+    callback = await b.at_sipgate(started.location, "w0")
+    other = await browsers().get(callback)  # no sign-in cookie
+    assert other.status == 400 and "another browser" in other.text
+    assert (await b.get(callback)).status == 400  # and the state is spent
+
+    started = await b.start(h.base, "portal")
+    callback = await b.at_sipgate(started.location, "w0")
+    stranger = browsers()
+    await stranger.start(h.base, "portal")  # a sign-in cookie of its own
+    assert (await stranger.get(callback)).status == 400
+
+    started = await b.start(h.base, "portal")
+    callback = await b.at_sipgate(started.location, "w0")
+    await h.pool.execute("UPDATE signin_states SET created_at = now() - interval '11 minutes'")
+    expired = await b.get(callback)
+    assert expired.status == 400 and "expired" in expired.text
+    assert (await b.get(h.base + "/auth/sipgate/callback?code=abc&state=made-up")).status == 400
+    assert (await b.get(h.base + "/auth/sipgate/callback")).status == 400
+
+
+async def test_sipgate_says_no_or_cannot_be_reached(h, fake, browsers):
+    b = browsers()
+    started = await b.start(h.base, "portal")
+    state = parse_qs(urlsplit(started.location).query)["state"][0]
+    denied = await b.get(f"{h.base}/auth/sipgate/callback?error=access_denied&state={state}")
+    assert denied.status == 403 and "did not allow" in denied.text
+    assert await h.pool.fetchval("SELECT count(*) FROM signin_states") == 0  # that state is gone too
+    odd = await b.get(f"{h.base}/auth/sipgate/callback?error=server_error%3Cscript%3E")
+    assert odd.status == 502 and "<script>" not in odd.text
+
+    started = await b.start(h.base, "portal")
+    callback = await b.at_sipgate(started.location, "w0")
+    h.settings.sipgate_login_url = "http://127.0.0.1:9/auth"  # sipgate's login is down from here on
+    down = await b.get(callback)
+    assert down.status == 502 and "did not answer" in down.text
+
+    h.settings.sipgate_login_url = fake.login_url
+    fake.state.client_secret = "rotated-at-sipgate"  # our secret no longer works: the exchange is refused
+    started = await b.start(h.base, "portal")
+    refused = await b.get(await b.at_sipgate(started.location, "w0"))
+    assert refused.status == 400 and await account_row(h) is None
+
+
+# -- refresh-token rotation across processes -------------------------------------------------------------------
+
+
+async def test_a_rotated_refresh_token_is_seen_by_the_other_process(make_harness, fake, browsers):
+    a = await make_harness(**sipgate_settings(fake))
+    b = await make_harness(**sipgate_settings(fake))
+    await browsers().sign_in(a.base, "portal", "w0")
+    aid = (await account_row(a))["id"]
+    first = await a.app[SIPGATE].credential(aid)
+
+    fake.state.expire_access_tokens()  # the next call gets a 401: process A refreshes, sipgate rotates
+    assert len(await (await a.app[SIPGATE].client(aid)).users()) == 3
+    rotated = await b.app[SIPGATE].credential(aid)
+    assert rotated.refresh_token != first.refresh_token and first.refresh_token not in fake.state.refresh_tokens
+
+    fake.state.expire_access_tokens()  # now process B must refresh, with the token A stored
+    assert len(await (await b.app[SIPGATE].client(aid)).users()) == 3
+    assert rotated.refresh_token not in fake.state.refresh_tokens  # used by B, so void now
+    assert (await a.app[SIPGATE].credential(aid)).refresh_token in fake.state.refresh_tokens
+    async with aiohttp.ClientSession() as http, http.post(fake.login_url + "/token", data={
+            "client_id": fake.state.client_id, "client_secret": fake.state.client_secret,
+            "grant_type": "refresh_token", "refresh_token": first.refresh_token}) as r:
+        assert r.status == 400  # the old one is refused
+    assert (await account_row(a))["sipgate_rejected_at"] is None
