@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import aiohttp
 import pytest
 from aiohttp.test_utils import make_mocked_request
+from structlog.testing import capture_logs
 
 from hejcti.app import SIPGATE, WEB_SESSIONS
 from hejcti.signin import challenge
@@ -359,3 +360,25 @@ async def test_a_rotated_refresh_token_is_seen_by_the_other_process(make_harness
             "grant_type": "refresh_token", "refresh_token": first.refresh_token}) as r:
         assert r.status == 400  # the old one is refused
     assert (await account_row(a))["sipgate_rejected_at"] is None
+
+
+async def test_the_log_says_what_happened_and_holds_no_token(h, fake, browsers):
+    b = browsers()
+    with capture_logs() as logs:
+        await b.sign_in(h.base, "portal", "w0")
+        started = await b.start(h.base, "extension", REDIRECT)
+        callback = await b.at_sipgate(started.location, "w2")
+        done = await b.get(callback)
+        await browsers().sign_in(h.base, "portal", "w1")  # no admin
+    events = [e["event"] for e in logs]
+    assert {"signin.started", "signin.portal", "signin.extension", "signin.refused"} <= set(events)
+    refused = next(e for e in logs if e["event"] == "signin.refused")
+    assert (refused["reason"], refused["status"], refused["user"]) == ("not_admin", 403, "w1")
+    query = parse_qs(urlsplit(callback).query)
+    aid = (await account_row(h))["id"]
+    credential = await h.app[SIPGATE].credential(aid)
+    secrets = [done.location.split("#token=")[1], query["code"][0], query["state"][0], credential.refresh_token,
+               credential.access_token, *fake.state.access_tokens, *fake.state.refresh_tokens]
+    text = repr(logs)
+    for secret in secrets:
+        assert secret not in text
