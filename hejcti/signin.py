@@ -273,7 +273,7 @@ class SignIn:
                          redirect_uri: str | None) -> web.Response:
         if not redirect_uri or check_redirect_uri(redirect_uri, self.settings.extension_id_set) is not None:
             # checked at the start; EXTENSION_IDS may have changed since
-            raise SignInRefusedError("sipgate_error", 400, "redirect_uri", purpose="extension")
+            raise SignInRefusedError("expired", 400, "redirect_uri", purpose="extension")
         row = await self._store().fetchrow("account_by_sipgate_connected", info.master_sip_id)
         if row is None or not row["connected"]:
             raise SignInRefusedError("not_connected", 403, "not_connected", purpose="extension",
@@ -310,5 +310,6 @@ async def is_admin(client: SipgateClient, user_id: str) -> bool:
 
 
 def setup(app: web.Application, signin: SignIn) -> None:
-    app.router.add_get("/auth/sipgate", signin.start)
-    app.router.add_get(CALLBACK_PATH, signin.callback)
+    # no HEAD: a link checker's HEAD would start a sign-in, or spend the state of one under way
+    app.router.add_get("/auth/sipgate", signin.start, allow_head=False)
+    app.router.add_get(CALLBACK_PATH, signin.callback, allow_head=False)

@@ -306,6 +306,8 @@ async def test_a_state_is_used_once_and_only_by_its_browser(h, fake, browsers):
 
     started = await b.start(h.base, "portal")
     callback = await b.at_sipgate(started.location, "w0")
+    async with b.http.head(callback, allow_redirects=False) as r:  # a link checker's HEAD spends nothing
+        assert r.status == 405
     await h.pool.execute("UPDATE signin_states SET created_at = now() - interval '11 minutes'")
     expired = await b.get(callback)
     assert expired.status == 400 and "expired" in expired.text
