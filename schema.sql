@@ -56,9 +56,6 @@ CREATE TABLE IF NOT EXISTS calls (
 -- the user ids (users.id) it rings for, resolved at its newCall: its events go to those users' sessions only, so
 -- a user removed since (or an earlier holder of the same sipgate id) gets none. NULL: a call from before.
 ALTER TABLE calls ADD COLUMN IF NOT EXISTS user_ids text[];
--- the user ids (users.id) it rings for, resolved at its newCall: its events go to those users' sessions only, so
--- a user removed since (or an earlier holder of the same sipgate id) gets none. NULL: a call from before.
-ALTER TABLE calls ADD COLUMN IF NOT EXISTS user_ids text[];
 CREATE INDEX IF NOT EXISTS calls_open ON calls (started_at) WHERE ended_at IS NULL;
 CREATE INDEX IF NOT EXISTS calls_started ON calls (started_at);
 CREATE INDEX IF NOT EXISTS calls_open_legs ON calls (account_id, xcid) WHERE ended_at IS NULL;
@@ -327,39 +324,6 @@ BEGIN
         updated_at = now();
 END;
 $$;
-
--- Revocation reaches live sessions (CONTRACT §5): a user's new token, a user's removal and an account's deletion
--- NOTIFY `hejcti_revoked` in the transaction that does them, whoever does them (CLI, portal, SQL). Every
--- process's listener hears it and closes the sessions it names: {"user_id", "token_hash"} (hex of the replaced
--- token's hash) closes that token's sessions, {"user_id"} all of a removed user's, {"account_id"} an account's.
-CREATE OR REPLACE FUNCTION hejcti_user_revoked() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'UPDATE' THEN
-        IF NEW.token_hash IS DISTINCT FROM OLD.token_hash THEN
-            PERFORM pg_notify('hejcti_revoked', json_build_object('user_id', OLD.id,
-                                                                  'token_hash', encode(OLD.token_hash, 'hex'))::text);
-        END IF;
-    -- a user deleted with its account (the cascade runs after the account's row is gone): the account's own
-    -- notification closes the sessions, with the account's code
-    ELSIF EXISTS (SELECT 1 FROM accounts WHERE id = OLD.account_id) THEN
-        PERFORM pg_notify('hejcti_revoked', json_build_object('user_id', OLD.id)::text);
-    END IF;
-    RETURN NULL;
-END;
-$$;
-DROP TRIGGER IF EXISTS users_revoked ON users;
-CREATE TRIGGER users_revoked AFTER UPDATE OF token_hash OR DELETE ON users
-    FOR EACH ROW EXECUTE FUNCTION hejcti_user_revoked();
-
-CREATE OR REPLACE FUNCTION hejcti_account_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('hejcti_revoked', json_build_object('account_id', OLD.id)::text);
-    RETURN NULL;
-END;
-$$;
-DROP TRIGGER IF EXISTS accounts_deleted ON accounts;
-CREATE TRIGGER accounts_deleted AFTER DELETE ON accounts
-    FOR EACH ROW EXECUTE FUNCTION hejcti_account_deleted();
 
 -- Revocation reaches live sessions (CONTRACT §5): a user's new token, a user's removal and an account's deletion
 -- NOTIFY `hejcti_revoked` in the transaction that does them, whoever does them (CLI, portal, SQL). Every
