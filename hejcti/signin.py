@@ -150,7 +150,8 @@ class SignIn:
     async def start(self, request: web.Request) -> web.Response:
         oauth = self._sipgate().oauth_client()
         if oauth is None:
-            return _plain(404, "Sign in with sipgate is not set up on this server (HEJCTI_SIPGATE_CLIENT_ID is unset)")
+            return _plain(404, "Sign in with sipgate is not set up on this server "
+                               "(HEJCTI_SIPGATE_CLIENT_ID and HEJCTI_SIPGATE_CLIENT_SECRET are not both set)")
         purpose = request.query.get("for", "")
         if purpose not in PURPOSES:
             return _plain(400, "for= must be portal or extension")

@@ -384,3 +384,17 @@ async def test_the_log_says_what_happened_and_holds_no_token(h, fake, browsers):
     text = repr(logs)
     for secret in secrets:
         assert secret not in text
+
+
+async def test_the_callback_may_reach_another_process(make_harness, fake, browsers):
+    """Behind a load balancer without sticky sessions: A starts the sign-in, B takes sipgate's answer."""
+    a = await make_harness(**sipgate_settings(fake))
+    b = await make_harness(**sipgate_settings(fake))
+    b.settings.public_url = a.base  # one PUBLIC_URL for the installation
+    browser = browsers()
+    started = await browser.start(a.base, "portal")
+    callback = await browser.at_sipgate(started.location, "w0")
+    assert callback.startswith(a.base + "/auth/sipgate/callback?")
+    done = await browser.get(b.base + callback.removeprefix(a.base))  # the balancer picked B
+    assert done.status == 302 and done.location == "/portal"
+    assert (await b.app[SIPGATE].credential((await account_row(a))["id"])).owner == "w0"
