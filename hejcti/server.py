@@ -37,6 +37,8 @@ async def serve(settings: Settings, role: Role = "all", ready: asyncio.Event | N
             await runner.cleanup()
             raise
         port = runner.addresses[0][1] if runner.addresses else settings.port
+        if settings.port == 0:  # the base URL (printed, handed to sipgate for onAnswer/onHangup) names the bound port
+            settings.port = port
         runtime.tune_gc()
         log.info("server.started", host=settings.host, port=port, role=role, max_connections=runner.guard.limits.cap,
                  database="embedded" if embedded else "shared", public_url=settings.base_url)
