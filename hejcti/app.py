@@ -19,6 +19,7 @@ from aiohttp import web
 from hejcti import db, logs, signin
 from hejcti.config import Settings
 from hejcti.connections import client_address, peer_in
+from hejcti.crm_oauth import CrmOAuth
 from hejcti.lookup import Accounts, Lookups
 from hejcti.metrics import Metrics
 from hejcti.sessions import Hub
@@ -143,6 +144,7 @@ def create_app(settings: Settings, database_url: str, role: Role = "all") -> web
     app.on_shutdown.append(readiness.close)
     app[WEB_SESSIONS] = web_sessions = WebSessions(settings)
     signin.setup(app, signin.SignIn(settings, lambda: app[STORE], lambda: app[SIPGATE], web_sessions))
+    CrmOAuth(settings, lambda: app[HTTP]).register(app)  # the extension's CRM sign-in (CONTRACT §10)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", _metrics_view(settings, metrics))

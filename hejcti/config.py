@@ -57,6 +57,24 @@ class Settings(BaseSettings):
     sipgate_client_secret: SecretStr | None = None
     # comma-separated browser extension ids that may receive sign-in tokens; default: the reference extension's
     extension_ids: str = "hnnlhefhhmhfapdfppcpbjkplolijhoc"
+    # the OAuth clients through which extensions sign in to their CRM (CONTRACT §10, hejcti/crm_oauth.py); the
+    # endpoints are the vendors' (a local fake in tests); Zendesk's are the tenant's own: {subdomain}
+    salesforce_client_id: str | None = None
+    salesforce_client_secret: SecretStr | None = None
+    salesforce_authorize_url: str = "https://login.salesforce.com/services/oauth2/authorize"
+    salesforce_token_url: str = "https://login.salesforce.com/services/oauth2/token"
+    hubspot_client_id: str | None = None
+    hubspot_client_secret: SecretStr | None = None
+    hubspot_authorize_url: str = "https://app.hubspot.com/oauth/authorize"
+    hubspot_token_url: str = "https://api.hubapi.com/oauth/v1/token"
+    pipedrive_client_id: str | None = None
+    pipedrive_client_secret: SecretStr | None = None
+    pipedrive_authorize_url: str = "https://oauth.pipedrive.com/oauth/authorize"
+    pipedrive_token_url: str = "https://oauth.pipedrive.com/oauth/token"
+    zendesk_client_id: str | None = None
+    zendesk_client_secret: SecretStr | None = None
+    zendesk_authorize_url: str = "https://{subdomain}.zendesk.com/oauth/authorizations/new"
+    zendesk_token_url: str = "https://{subdomain}.zendesk.com/oauth/tokens"
 
     # not in the contract's table: tuning an operator rarely touches
     workers: int = Field(16, ge=1)
@@ -93,7 +111,9 @@ class Settings(BaseSettings):
         parse_cidrs(v)
         return v
 
-    @field_validator("sipgate_api_url", "sipgate_login_url")
+    @field_validator("sipgate_api_url", "sipgate_login_url", "salesforce_authorize_url", "salesforce_token_url",
+                     "hubspot_authorize_url", "hubspot_token_url", "pipedrive_authorize_url", "pipedrive_token_url",
+                     "zendesk_authorize_url", "zendesk_token_url")
     @classmethod
     def _http_url(cls, v: str) -> str:
         if not v.startswith(("https://", "http://")):

@@ -1,0 +1,387 @@
+// The service worker: it holds the state (sign-in, the session on /ws, the call cards, the CRM's tokens) and
+// is the only part that talks to the server. The pages in ui/ render the state it sends them and send it
+// intents; tel.js sends it numbers to dial. MV3 may stop this worker at any time: everything it needs to carry
+// on is in storage.js, and a restart resumes the session with the last `seq` seen.
+
+import * as storage from "./storage.js";
+import { Socket } from "./socket.js";
+import { CRMS, CrmSignInError, needsRefresh } from "./crm.js";
+import { crmRefresh, crmSignIn, pastedToken, serverBase, signInWithSipgate } from "./auth.js";
+import * as calls from "./calls.js";
+import { t } from "./i18n.js";
+
+const state = {
+  status: "signed_out", // signed_out | connecting | online | offline
+  notice: null, // {key, kind: "info"|"error", detail}
+  server: null,
+  me: null,
+  crm: null, // {kind, subdomain|url, …} as set on the options page
+  crmState: "none", // none | signed_in | needed | refreshing
+  cards: calls.newCards(),
+  search: { q: "", users: [], error: null },
+  telSites: [],
+};
+let socket = null;
+let crmTokens = null;
+const ports = new Set();
+const ready = init();
+
+async function init() {
+  state.server = await storage.get("server");
+  state.crm = await storage.get("crm");
+  state.telSites = await storage.get("telSites", []);
+  crmTokens = await storage.get("crmTokens");
+  state.cards = { cards: await storage.get("calls", []), lastSeq: await storage.get("lastSeq") };
+  state.crmState = crmTokens ? "signed_in" : needsCrmSignIn() ? "needed" : "none";
+  const token = await storage.get("token");
+  if (state.server && token) startSocket(token);
+  await registerTel();
+}
+
+function needsCrmSignIn() {
+  return !!state.crm && ["oauth", "password"].includes(CRMS[state.crm.kind]?.signIn);
+}
+
+// -- what the pages see ----------------------------------------------------------------------------------
+
+function view() {
+  const info = CRMS[state.crm?.kind] || null;
+  return {
+    status: state.status, notice: state.notice, server: state.server, me: state.me,
+    crm: state.crm && { ...state.crm, clientSecret: undefined, label: info?.label, signIn: info?.signIn, state: state.crmState },
+    cards: state.cards.cards, search: state.search, telSites: state.telSites,
+  };
+}
+
+function render() {
+  const snapshot = view();
+  for (const port of ports) port.postMessage({ type: "state", state: snapshot });
+}
+
+function notice(key, kind = "info", detail = null) {
+  state.notice = key ? { key, kind, detail } : null;
+  render();
+}
+
+chrome.runtime.onConnect.addListener((port) => {
+  if (port.name !== "ui") return;
+  ports.add(port);
+  port.onDisconnect.addListener(() => ports.delete(port));
+  port.onMessage.addListener(async (message) => {
+    await ready;
+    try {
+      await intent(message);
+    } catch (e) {
+      notice("errorGeneric", "error", e?.message || String(e));
+    }
+  });
+  ready.then(() => port.postMessage({ type: "state", state: view() }));
+});
+
+// -- the session ----------------------------------------------------------------------------------------
+
+function startSocket(token) {
+  socket?.stop();
+  state.status = "connecting";
+  socket = new Socket({
+    server: state.server, token,
+    resume: async () => (await storage.get("lastSeq")) ?? undefined,
+    onStatus, onMessage,
+  });
+  socket.start();
+}
+
+async function onStatus(status, detail) {
+  if (status === "signed_out") {
+    // 4500-4999: this token is no good any more (revoked, account deleted, unknown): forget it, stay off
+    socket = null;
+    state.me = null;
+    await storage.remove("token");
+    state.status = "signed_out";
+    const why = { 4500: "signedOutInvalid", 4502: "signedOutRevoked", 4503: "signedOutAccountDeleted" };
+    notice(why[detail.code] || "signedOut", "error");
+    return;
+  }
+  state.status = status;
+  if (status === "online") {
+    if (state.notice?.key?.startsWith("signedOut")) state.notice = null;
+    render();
+    await sendCredentials();
+    await loadMe();
+  }
+  render();
+}
+
+async function loadMe() {
+  try {
+    const reply = await socket.request({ type: "me" });
+    state.me = reply.type === "me" ? { ...reply.user, crm_user: reply.crm_user } : { error: reply.code };
+  } catch {
+    state.me = null;
+  }
+  render();
+}
+
+async function onMessage(msg) {
+  if (msg.type === "crm.credentials_required") {
+    await credentialsRequired(msg.reason);
+    return;
+  }
+  if (!msg.type?.startsWith("call.")) return;
+  const { state: cards, card, change } = calls.apply(state.cards, msg);
+  state.cards = cards;
+  await storage.set("calls", cards.cards);
+  if (cards.lastSeq !== null) await storage.set("lastSeq", cards.lastSeq);
+  if (card && change === "new" && card.direction === "in") await pop(card);
+  if (card && msg.type === "call.resolved" && card.state === "ringing") await pop(card);
+  if (card && msg.type === "call.ended") chrome.notifications.clear(`call:${card.key}`);
+  render();
+}
+
+// -- the pop --------------------------------------------------------------------------------------------
+
+export function popText(card) {
+  const best = card.contacts[0];
+  const number = card.display || card.number || "";
+  if (best) return { title: best.name || number, message: [best.company, number].filter(Boolean).join(" · ") };
+  if (card.anonymous || !card.number) return { title: t("anonymous"), message: "" };
+  return { title: t("unknownCaller"), message: number };
+}
+
+async function pop(card) {
+  const { title, message } = popText(card);
+  await chrome.notifications.create(`call:${card.key}`, {
+    type: "basic", iconUrl: chrome.runtime.getURL("icons/icon128.png"), title,
+    message: message || t("incomingCall"), contextMessage: t("incomingCall"), requireInteraction: true,
+    priority: 2,
+  });
+}
+
+chrome.notifications.onClicked.addListener(async (id) => {
+  await ready;
+  const card = state.cards.cards.find((c) => `call:${c.key}` === id);
+  const url = card?.contacts[0]?.url || card?.logged?.url;
+  if (url) await chrome.tabs.create({ url });
+  chrome.notifications.clear(id);
+});
+
+// -- the CRM's tokens -------------------------------------------------------------------------------------
+
+async function sendCredentials() {
+  if (!needsCrmSignIn()) return;
+  if (!crmTokens) {
+    state.crmState = "needed";
+    return;
+  }
+  if (needsRefresh(crmTokens) && !(await refreshCrm())) return;
+  socket?.send({ type: "crm.credentials", access_token: crmTokens.access_token,
+                 instance_url: crmTokens.instance_url || undefined });
+}
+
+/** A refresh without the user; false (and "sign in to your CRM again") when only a new sign-in helps. */
+async function refreshCrm() {
+  state.crmState = "refreshing";
+  render();
+  try {
+    crmTokens = await crmRefresh(state.server, state.crm, crmTokens);
+    await storage.set("crmTokens", crmTokens);
+    state.crmState = "signed_in";
+    return true;
+  } catch (e) {
+    if (e instanceof CrmSignInError && e.kind === "refused") {
+      crmTokens = null;
+      await storage.remove("crmTokens");
+      state.crmState = "needed";
+      notice("crmSignInAgain", "error");
+    } else {
+      state.crmState = "signed_in";
+      notice("crmUnreachable", "error");
+    }
+    return false;
+  } finally {
+    render();
+  }
+}
+
+async function credentialsRequired(reason) {
+  if (!crmTokens) {
+    state.crmState = needsCrmSignIn() ? "needed" : "none";
+    if (needsCrmSignIn()) notice("crmSignInNeeded", "error");
+    return;
+  }
+  if (reason === "expired" && !(await refreshCrm())) return;
+  await sendCredentials();
+}
+
+// -- intents from the pages -----------------------------------------------------------------------------
+
+async function signedIn(server, token) {
+  state.server = serverBase(server);
+  await storage.set("server", state.server);
+  await storage.set("token", token);
+  await storage.remove("lastSeq", "calls");
+  state.cards = calls.newCards();
+  state.notice = null;
+  startSocket(token);
+  render();
+}
+
+async function signOut() {
+  socket?.stop();
+  socket = null;
+  crmTokens = null;
+  await storage.forgetTokens();
+  Object.assign(state, { status: "signed_out", me: null, cards: calls.newCards(), crmState: needsCrmSignIn() ? "needed" : "none" });
+  await chrome.notifications.getAll().then((all) => Promise.all(Object.keys(all).map((id) => chrome.notifications.clear(id))));
+  notice("signedOutByUser");
+}
+
+async function actionReply(request, okKey) {
+  if (!socket?.online) return notice("offlineNow", "error");
+  let reply;
+  try {
+    reply = await socket.request(request);
+  } catch {
+    return notice("noAnswer", "error");
+  }
+  if (reply.type === "error") return notice(`error_${reply.code}`, "error", reply.message || null);
+  notice(okKey);
+  return reply;
+}
+
+async function intent(m) {
+  switch (m.intent) {
+    case "signInToken": {
+      const token = pastedToken(m.token);
+      if (!token) return notice("tokenInvalid", "error");
+      return signedIn(m.server, token);
+    }
+    case "signInSipgate": {
+      notice("signingIn");
+      try {
+        return await signedIn(m.server, await signInWithSipgate(m.server));
+      } catch (e) {
+        return notice("signInFailed", "error", e.message);
+      }
+    }
+    case "signOut":
+      return signOut();
+    case "saveCrm": {
+      const changed = JSON.stringify(state.crm) !== JSON.stringify(m.crm);
+      state.crm = m.crm;
+      await storage.set("crm", m.crm);
+      if (changed) {
+        crmTokens = null;
+        await storage.remove("crmTokens");
+      }
+      state.crmState = crmTokens ? "signed_in" : needsCrmSignIn() ? "needed" : "none";
+      return notice("saved");
+    }
+    case "crmSignIn": {
+      if (!state.server) return notice("serverFirst", "error");
+      try {
+        crmTokens = await crmSignIn(state.server, state.crm, m.login || {});
+      } catch (e) {
+        return notice(e.kind === "unreachable" ? "crmUnreachable" : "crmSignInFailed", "error", e.message);
+      }
+      await storage.set("crmTokens", crmTokens);
+      state.crmState = "signed_in";
+      await sendCredentials();
+      return notice("crmSignedIn");
+    }
+    case "crmSignOut":
+      crmTokens = null;
+      await storage.remove("crmTokens");
+      state.crmState = needsCrmSignIn() ? "needed" : "none";
+      return notice("crmSignedOut");
+    case "note": {
+      const card = state.cards.cards.find((c) => c.key === m.key);
+      if (!card) return;
+      const text = String(m.text || "").trim();
+      if (!text) return;
+      setNote(card.key, { status: "saving" });
+      let reply;
+      try {
+        reply = await socket.request({ type: "call.note", call_id: calls.noteCallId(card), text });
+      } catch {
+        return setNote(card.key, { status: "error", code: "offline" });
+      }
+      return setNote(card.key, reply.type === "result" && reply.ok ? { status: "saved", text } : { status: "error", code: reply.code });
+    }
+    case "dismiss":
+      state.cards = calls.dismiss(state.cards, m.key);
+      await storage.set("calls", state.cards.cards);
+      return render();
+    case "search": {
+      const q = String(m.q || "").slice(0, 100);
+      state.search = { ...state.search, q };
+      if (!socket?.online) return render();
+      try {
+        const reply = await socket.request({ type: "directory.search", q, limit: 20 });
+        if (state.search.q !== q) return; // a later search is on its way
+        state.search = reply.type === "directory.result" ? { q, users: reply.users, error: null } : { q, users: [], error: reply.code };
+      } catch {
+        state.search = { q, users: [], error: "offline" };
+      }
+      return render();
+    }
+    case "dial": {
+      const ok = await actionReply({ type: "call.dial", to: m.to }, "dialling");
+      if (ok && state.me?.devices && !state.me.devices.some((d) => d.online)) notice("deviceOffline", "error");
+      return;
+    }
+    case "transfer": {
+      const card = state.cards.cards.find((c) => c.key === m.key);
+      const leg = card && Object.entries(card.legs).find(([, s]) => s === "answered")?.[0];
+      if (!leg) return notice("error_not_your_call", "error");
+      return actionReply({ type: "call.transfer", call_id: leg, to: m.to }, "transferring");
+    }
+    case "hangup": {
+      const card = state.cards.cards.find((c) => c.key === m.key);
+      const leg = card && Object.entries(card.legs).find(([, s]) => s !== "ended")?.[0];
+      if (!leg) return;
+      return actionReply({ type: "call.hangup", call_id: leg }, "hangingUp");
+    }
+    case "telSites":
+      state.telSites = m.sites;
+      await storage.set("telSites", m.sites);
+      await registerTel();
+      return notice("saved");
+    case "reconnect":
+      return render();
+    default:
+      return notice("errorGeneric", "error", `unknown intent ${m.intent}`);
+  }
+}
+
+function setNote(key, note) {
+  state.cards = calls.setNote(state.cards, key, note);
+  storage.set("calls", state.cards.cards);
+  render();
+}
+
+// -- tel: links ---------------------------------------------------------------------------------------------
+
+/** tel.js runs only on the sites the user allowed (each an optional host permission granted on the options
+ * page), registered here. */
+async function registerTel() {
+  const granted = [];
+  for (const site of state.telSites) {
+    if (await chrome.permissions.contains({ origins: [site] })) granted.push(site);
+  }
+  const existing = await chrome.scripting.getRegisteredContentScripts({ ids: ["tel"] });
+  if (existing.length) await chrome.scripting.unregisterContentScripts({ ids: ["tel"] });
+  if (granted.length) {
+    await chrome.scripting.registerContentScripts([{ id: "tel", matches: granted, js: ["tel.js"], runAt: "document_idle", persistAcrossSessions: true }]);
+  }
+}
+
+chrome.runtime.onMessage.addListener((message, sender, respond) => {
+  if (message?.intent !== "dial" || !sender.tab) return false;
+  ready.then(() => intent({ intent: "dial", to: String(message.to || "").slice(0, 64) })).then(() => respond({ ok: true }));
+  return true;
+});
+
+chrome.runtime.onInstalled.addListener(() => {
+  chrome.sidePanel.setPanelBehavior({ openPanelOnActionClick: true }).catch(() => {});
+});

@@ -1,0 +1,96 @@
+// The call cards: what the side panel shows of each call, built from the server's events. Pure functions of
+// (cards, event), no chrome.* and no I/O, so that the service worker can keep them in session storage and
+// rebuild them after a restart.
+//
+// - One card per call: a leg that was forwarded or transferred from another (`orig_call_id`) joins the card of
+//   that leg, so a transfer never pops twice.
+// - An event whose `seq` the card has seen already is dropped (a resume after a reconnect may overlap).
+
+export const MAX_CARDS = 20;
+
+export function newCards() {
+  return { cards: [], lastSeq: null };
+}
+
+function cardOf(state, callId) {
+  return state.cards.find((c) => c.legs[callId] !== undefined) || null;
+}
+
+function overall(card) {
+  const legs = Object.values(card.legs);
+  if (legs.some((s) => s === "answered")) return "answered";
+  if (legs.some((s) => s === "ringing")) return "ringing";
+  return "ended";
+}
+
+/** Apply one server event. Returns {state, card, change}: change is "new" (a new card rang), "updated",
+ * "duplicate" or "ignored". The state is a new object; the input is not changed. */
+export function apply(state, event, now = Date.now()) {
+  const type = event.type || "";
+  if (!type.startsWith("call.") || !event.call_id) return { state, card: null, change: "ignored" };
+  const next = { cards: state.cards.map((c) => ({ ...c, legs: { ...c.legs }, seqs: [...c.seqs] })), lastSeq: state.lastSeq };
+  const seq = Number.isInteger(event.seq) ? event.seq : null;
+  if (seq !== null) next.lastSeq = Math.max(next.lastSeq ?? 0, seq);
+  let card = cardOf(next, event.call_id);
+  if (card && seq !== null && card.seqs.includes(seq)) return { state: next, card, change: "duplicate" };
+  let change = "updated";
+  if (type === "call.ringing") {
+    if (!card && event.orig_call_id) card = cardOf(next, event.orig_call_id);
+    if (!card) {
+      card = {
+        key: event.call_id, legs: {}, seqs: [], direction: event.direction, number: event.number ?? null,
+        display: event.display ?? null, anonymous: !!event.anonymous, contacts: event.contacts || [],
+        resolved: event.resolved !== false, at: event.at || new Date(now).toISOString(), answeredAt: null,
+        endedAt: null, duration_s: null, cause: null, by: null, voicemail: false, logged: null,
+        note: { status: "idle" }, state: "ringing",
+      };
+      next.cards.unshift(card);
+      change = "new";
+    } else if (event.resolved !== false && event.contacts?.length) {
+      Object.assign(card, { contacts: event.contacts, resolved: true });
+    }
+    if (card.legs[event.call_id] === undefined) card.legs[event.call_id] = "ringing";
+  } else if (!card) {
+    return { state: next, card: null, change: "ignored" };  // a call that rang before this session knew it
+  } else if (type === "call.resolved") {
+    Object.assign(card, { contacts: event.contacts || [], resolved: true });
+  } else if (type === "call.answered") {
+    card.legs[event.call_id] = "answered";
+    Object.assign(card, { by: event.by ?? null, voicemail: !!event.voicemail, answeredAt: card.answeredAt ?? now });
+  } else if (type === "call.ended") {
+    card.legs[event.call_id] = "ended";
+    if (overall(card) === "ended") {
+      Object.assign(card, { endedAt: now, cause: event.cause ?? null });
+      if (event.duration_s !== null && event.duration_s !== undefined) card.duration_s = event.duration_s;
+    }
+  } else if (type === "call.logged") {
+    card.logged = { crm: event.crm, record_id: event.record_id, url: event.url || null };
+  } else {
+    return { state: next, card, change: "ignored" };
+  }
+  if (seq !== null) card.seqs.push(seq);
+  card.state = overall(card);
+  next.cards = next.cards.slice(0, MAX_CARDS);
+  return { state: next, card, change };
+}
+
+/** The call id a card's note goes to: the first leg (a transferred call is one call on the server). */
+export function noteCallId(card) {
+  return Object.keys(card.legs)[0];
+}
+
+export function setNote(state, key, note) {
+  return { ...state, cards: state.cards.map((c) => (c.key === key ? { ...c, note } : c)) };
+}
+
+export function dismiss(state, key) {
+  return { ...state, cards: state.cards.filter((c) => c.key !== key) };
+}
+
+/** "01:05" for 65 s, "1:01:05" past an hour. */
+export function talkTime(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  const mm = String(Math.floor((s % 3600) / 60)).padStart(2, "0");
+  const ss = String(s % 60).padStart(2, "0");
+  return s >= 3600 ? `${Math.floor(s / 3600)}:${mm}:${ss}` : `${mm}:${ss}`;
+}
