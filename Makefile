@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run demo test lint bench clean
+.PHONY: help install run demo test lint bench extension clean
 
 help: ## this list
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -35,6 +35,12 @@ lint: $(STAMP) ## ruff and the import-linter contracts that keep the layers apar
 
 bench: $(STAMP) ## the benchmark: Hej CTI against a bare aiohttp baseline; writes BENCHMARKS.md
 	$(BIN)/python -m bench
+
+extension: ## zip the browser extension for the store: build/hejcti-extension.zip (or load extension/ unpacked)
+	@mkdir -p build
+	@rm -f build/hejcti-extension.zip
+	$(PYTHON) -c 'import shutil; shutil.make_archive("build/hejcti-extension", "zip", "extension")'
+	@echo "build/hejcti-extension.zip"
 
 clean: ## remove .venv and caches (keeps .hejcti/, your data)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

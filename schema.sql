@@ -386,3 +386,8 @@ CREATE TABLE IF NOT EXISTS signin_states (
     created_at    timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS signin_states_created ON signin_states (created_at);
+-- Ring-to-pop (the portal's calls page): milliseconds from the newCall's receipt to its ringing handed to the first
+-- session, and whether that pop found the caller. Written by the fan-out after the fact, batched, never on the
+-- webhook path; NULL when no session got the call.
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS pop_ms integer;
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS pop_resolved boolean;

@@ -291,3 +291,77 @@ class Admin:
                 if await self.store.fetchval("user_by_sipgate", account_id, sipgate_user) is None:
                     raise  # not a race: the id itself is refused
         raise NotFoundError(f"no user {sipgate_user!r} in account {account_id!r}")  # pragma: no cover
+
+    # -- the portal (CONTRACT §9): what its pages need beyond the CLI's; read-only listings and settings --------
+
+    async def check_admin_token(self, account_id: str, token: str) -> bool:
+        """Whether ``token`` is the account's admin token (compared as hashes, in constant time)."""
+        row = await self.store.fetchrow("account_admin_token", account_id.strip()) if account_id.strip() else None
+        return row is not None and bool(token) and tokens.same(token, bytes(row["admin_token_hash"]))
+
+    async def set_crm(self, account_id: str, *, crm: str, crm_instance: str | None = None,
+                      log_calls: bool = True) -> dict[str, Any]:
+        """The account's CRM, its instance and call logging, checked as ``account create`` checks them."""
+        if crm not in KINDS:
+            raise BadRequestError(f"--crm must be one of {' '.join(KINDS)}")
+        instance = _check_instance(crm, crm_instance, await self.region(account_id))
+        if crm == "directory":
+            log_calls = False
+        if await self.store.fetchval("account_set_crm", account_id, crm, instance, log_calls) is None:
+            raise NotFoundError(f"no account {account_id!r}")
+        return await self.show_account(account_id)
+
+    async def sipgate_status(self, account_id: str) -> dict[str, Any]:
+        """Whether the account is connected to sipgate, and whether sipgate's webhook settings (read live) point
+        at its webhook URL: ``webhooks`` is ``here``, ``elsewhere`` or ``unknown`` (not connected, or sipgate
+        did not answer)."""
+        row = await self.store.fetchrow("sipgate_credential", account_id)
+        if row is None:
+            raise NotFoundError(f"no account {account_id!r}")
+        out: dict[str, Any] = {"account_id": account_id, "sipgate_account": row["sipgate_account_id"],
+                               "connected": row["sipgate_credential"] is not None and row["sipgate_rejected_at"] is None,
+                               "rejected": row["sipgate_rejected_at"] is not None, "webhooks": "unknown"}
+        if not out["connected"]:
+            return out
+        url = webhook_url(self.settings, await self.webhook_token(account_id))
+        try:
+            async with opened(self.store, self.settings, self.sipgate) as sg:
+                current = await (await sg.client(account_id)).webhook_settings()
+        except (SipgateError, CredentialDecryptError):
+            return out
+        here = current.incoming_url == url and current.outgoing_url == url
+        out["webhooks"] = "here" if here else "elsewhere"
+        return out
+
+    async def users_overview(self, account_id: str) -> dict[str, Any]:
+        """The account's sipgate users fetched live (name, email, extension; never stored) joined with its users
+        table: one row per sipgate user, enabled or not (``user_id`` None), then users sipgate no longer lists."""
+        out = await self.list_users_live(account_id)
+        stored = {u["sipgate_user"]: u for u in out["users"]}
+        rows: list[dict[str, Any]] = []
+        if out["sipgate"] == "connected":
+            async with opened(self.store, self.settings, self.sipgate) as sg:
+                live = await sg.users(account_id)  # cached: the same answer list_users_live just had
+            for found in live:
+                user = stored.pop(found.id, None)
+                rows.append({"sipgate_user": found.id, "user_id": user["user_id"] if user else None,
+                             "crm_user": user["crm_user"] if user else None, "name": found.user.name or None,
+                             "email": found.user.email, "extension": found.extension, "in_sipgate": True})
+        for user in stored.values():
+            rows.append({**user, "in_sipgate": out["sipgate"] != "connected"})
+        return {"account_id": account_id, "sipgate": out["sipgate"], "users": rows}
+
+    async def account_user(self, account_id: str, user_id: str) -> dict[str, Any]:
+        """A user of this account; NotFoundError for another account's user as for none at all."""
+        row = await self.store.fetchrow("user_get", user_id)
+        if row is None or row["account_id"] != account_id:
+            raise NotFoundError(f"no user {user_id!r} in account {account_id!r}")
+        return _user(row)
+
+    async def recent_calls(self, account_id: str, *, limit: int = 25, offset: int = 0) -> dict[str, Any]:
+        """The account's last 100 calls, newest first, ``limit`` from ``offset``: each with its CRM record's
+        state. Numbers as stored (E.164): a page masks them."""
+        limit, offset = max(1, min(limit, 100)), max(0, min(offset, 100))
+        rows = await self.store.fetch("portal_calls", account_id, min(limit, 100 - offset), offset)
+        total = await self.store.fetchval("portal_calls_count", account_id)
+        return {"account_id": account_id, "total": int(total or 0), "calls": [dict(r) for r in rows]}

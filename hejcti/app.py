@@ -16,7 +16,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
-from hejcti import db, logs, signin
+from hejcti import db, logs, portal, signin
 from hejcti.config import Settings
 from hejcti.connections import client_address, peer_in
 from hejcti.crm_oauth import CrmOAuth
@@ -144,6 +144,7 @@ def create_app(settings: Settings, database_url: str, role: Role = "all") -> web
     app.on_shutdown.append(readiness.close)
     app[WEB_SESSIONS] = web_sessions = WebSessions(settings)
     signin.setup(app, signin.SignIn(settings, lambda: app[STORE], lambda: app[SIPGATE], web_sessions))
+    portal.setup(app, web_sessions)
     CrmOAuth(settings, lambda: app[HTTP]).register(app)  # the extension's CRM sign-in (CONTRACT §10)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -283,3 +283,31 @@ SELECT id, sipgate_credential IS NOT NULL AS connected FROM accounts WHERE sipga
 
 -- name: user_by_sipgate
 SELECT id FROM users WHERE account_id = $1 AND sipgate_user = $2;
+
+-- name: account_admin_token
+SELECT admin_token_hash FROM accounts WHERE id = $1;
+
+-- name: account_set_crm
+UPDATE accounts SET crm_kind = $2, crm_instance = $3, log_calls = $4 WHERE id = $1 RETURNING id;
+
+-- name: portal_calls
+-- The portal's calls page: an account's calls newest first (of its last 100), each with its CRM record's state.
+SELECT c.call_id, c.direction, c.number, c.users, c.answered_by, c.voicemail, c.started_at, c.answered_at,
+       c.ended_at, c.cause, c.pop_ms, c.pop_resolved,
+       r.state AS record_state, r.crm_record_id, r.crm_url, r.last_error
+  FROM calls c
+  LEFT JOIN LATERAL (SELECT j.state, j.crm_record_id, j.crm_url, j.last_error FROM call_records j
+                      WHERE j.account_id = c.account_id AND c.call_id = ANY(j.call_ids)
+                      ORDER BY j.id LIMIT 1) r ON true
+ WHERE c.account_id = $1
+ ORDER BY c.started_at DESC, c.call_id
+ LIMIT $2 OFFSET $3;
+
+-- name: portal_calls_count
+SELECT least(count(*), 100) FROM (SELECT 1 FROM calls WHERE account_id = $1 LIMIT 100) c;
+
+-- name: calls_popped
+-- Ring-to-pop of calls whose ringing went out, batched by the fan-out: the first (smallest) per call wins.
+UPDATE calls c SET pop_ms = least(coalesce(c.pop_ms, p.ms), p.ms), pop_resolved = coalesce(c.pop_resolved, p.resolved)
+  FROM unnest($1::text[], $2::text[], $3::int[], $4::boolean[]) AS p(account_id, call_id, ms, resolved)
+ WHERE c.account_id = p.account_id AND c.call_id = p.call_id;

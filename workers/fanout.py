@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 from typing import Any
 
 from hejcti import logs, models
@@ -55,11 +56,16 @@ class Fanout:
         #: calls whose ringing is not out yet: their answer and hangup wait for it (set when it is published)
         self._rung: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: ring-to-pop of calls whose ringing went out, written to ``calls`` in batches off the hot path
+        self.pop_flush_s = 1.0
+        self._popped: dict[tuple[str, str], tuple[int, bool]] = {}
+        self._flusher: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
         self._workers = [asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(self._n)]
+        self._flusher = asyncio.create_task(self._flush_pops(), name="pop-times")
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Finish what is queued and in flight (SIGTERM), then stop the workers. A lookup still waiting for the
@@ -72,6 +78,11 @@ class Fanout:
         for t in [*self._workers, *self._tasks]:
             t.cancel()
         await asyncio.gather(*self._workers, *self._tasks, return_exceptions=True)
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        with contextlib.suppress(DatabaseUnavailableError):
+            await self._write_pops()
 
     async def replay(self, session: Session, after: int) -> None:
         """A resuming session first gets what it missed: events after ``after`` of calls of the last minutes."""
@@ -212,3 +223,35 @@ class Fanout:
             n += self.hub.publish(group, models.ringing(ev, region, _public(contacts, crm_user), resolved))
         log.info("pop.sent", call_id=ev.call_id, account=ev.account_id, seq=ev.id, sessions=n,
                  matches=len(contacts), resolved=resolved)
+        if n and REPLAYING.get() is None and len(self._popped) < 10_000:  # bounded while the database is away
+            self._popped.setdefault((ev.account_id, ev.call_id), (_ms_since(ev.at), resolved))
+
+    async def _flush_pops(self) -> None:
+        while True:
+            await asyncio.sleep(self.pop_flush_s)
+            try:
+                await self._write_pops()
+            except DatabaseUnavailableError:
+                log.warning("pop.times_unsaved", calls=len(self._popped))
+
+    async def _write_pops(self) -> None:
+        """The ring-to-pop times gathered since the last write, in one statement (kept for the next on failure)."""
+        if not self._popped:
+            return
+        batch, self._popped = self._popped, {}
+        try:
+            await self.store.execute("calls_popped", [k[0] for k in batch], [k[1] for k in batch],
+                                     [v[0] for v in batch.values()], [v[1] for v in batch.values()])
+        except DatabaseUnavailableError:
+            for key, value in batch.items():
+                self._popped.setdefault(key, value)
+            raise
+
+
+def _ms_since(at: str) -> int:
+    """Milliseconds from a stored event's receipt (the database's clock) to now, never below 0."""
+    try:
+        then = datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except ValueError:
+        return 0
+    return max(0, int((datetime.now(UTC) - then).total_seconds() * 1000))

@@ -1,0 +1,55 @@
+"""Anrufe / Calls: the account's last 100 calls, newest first, 25 a page, so an admin can see why a call popped
+late or was not logged: masked numbers, direction, whom it rang for, who answered, whether the pop found the
+caller, its ring-to-pop time, and the CRM record's state (pending, written with its link, failed with the
+CRM's reason)."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+from aiohttp import web
+
+from hejcti import phones
+from hejcti.portal.common import render, signed_in
+
+PER_PAGE = 25
+PAGES = 100 // PER_PAGE
+
+
+def _record(row: Any) -> dict[str, Any]:
+    state = row["record_state"]
+    if state is None:
+        return {"state": "none"}
+    if state == "done":
+        return {"state": "written", "url": row["crm_url"] if _http(row["crm_url"]) else None}
+    if state == "failed":
+        return {"state": "failed", "reason": (row["last_error"] or "")[:300]}
+    return {"state": "pending"}
+
+
+def _http(url: str | None) -> bool:
+    return bool(url) and str(url).startswith(("https://", "http://"))
+
+
+def _call(row: dict[str, Any]) -> dict[str, Any]:
+    return {"at": row["started_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), "direction": row["direction"],
+            "number": phones.mask(row["number"]) if row["number"] else None,
+            "users": ", ".join(row["users"] or []), "answered_by": row["answered_by"], "voicemail": row["voicemail"],
+            "pop_ms": row["pop_ms"], "resolved": row["pop_resolved"], "record": _record(row)}
+
+
+async def page(request: web.Request) -> web.Response:
+    ctx = await signed_in(request)
+    try:
+        number = max(1, min(int(request.query.get("page", "1")), PAGES))
+    except ValueError:
+        number = 1
+    found = await ctx.deps.admin().recent_calls(ctx.account_id, limit=PER_PAGE, offset=(number - 1) * PER_PAGE)
+    pages = max(1, -(-found["total"] // PER_PAGE))
+    return await render(ctx, "calls.html", calls=[_call(r) for r in found["calls"]], page=min(number, pages),
+                        pages=pages)
+
+
+def routes(r: web.UrlDispatcher) -> None:
+    r.add_get("/calls", page)

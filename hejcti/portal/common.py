@@ -1,0 +1,195 @@
+"""What every portal page shares: the request's session and language, the message catalogs, rendering, CSRF,
+and the headers and error pages every portal response gets (a middleware of the portal's sub-application).
+
+The session is the sign-in's encrypted cookie (websession.py). The portal keeps three more things in it: the
+chosen language, the CSRF token of a browser not signed in yet (its sign-in form is a POST too), and a CRM
+access token the admin gave for this browser session. Nothing of it is stored on the server.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+from aiohttp_session import Session
+from multidict import MultiDictProxy
+
+from hejcti import logs
+from hejcti.admin import Admin
+from hejcti.errors import DatabaseUnavailableError, NotFoundError
+from hejcti.websession import LANGUAGES, WebSession, WebSessions, language
+
+log = logs.get("hejcti.portal")
+
+HERE = Path(__file__).parent
+PREFIX = "/portal"
+HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                               "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin", "X-Content-Type-Options": "nosniff",
+}
+CRM_TOKEN_MAX = 2000  # a cookie holds about 4 KB, and the session's other fields and the encryption need room
+
+
+@cache
+def catalogs() -> dict[str, dict[str, str]]:
+    return {lang: json.loads((HERE / "messages" / f"{lang}.json").read_text(encoding="utf-8")) for lang in LANGUAGES}
+
+
+def translate(lang: str, key: str, **values: Any) -> str:
+    """The catalog's text of ``key`` (the key itself when missing: a test looks for keys on every page)."""
+    text = catalogs()[lang].get(key, key)
+    return text.format(**values) if values else text
+
+
+@dataclass
+class Deps:
+    """What the pages reach in the main application (read when a request runs: they exist once it started)."""
+
+    settings: Any
+    sessions: WebSessions
+    store: Callable[[], Any]
+    sipgate: Callable[[], Any]
+    hub: Callable[[], Any]
+    http: Callable[[], Any]
+
+    def admin(self) -> Admin:
+        admin = Admin(self.store(), self.settings)
+        admin.sipgate = self.sipgate()
+        return admin
+
+
+DEPS = web.AppKey("portal_deps", Deps)
+
+
+@dataclass
+class Ctx:
+    """One request's portal state: its cookie session, the signed-in admin (or None) and the language."""
+
+    request: web.Request
+    deps: Deps
+    raw: Session
+    signed: WebSession | None
+    lang: str
+
+    @property
+    def account_id(self) -> str:
+        assert self.signed is not None
+        return self.signed.account_id
+
+    def t(self, key: str, **values: Any) -> str:
+        return translate(self.lang, key, **values)
+
+    @property
+    def csrf(self) -> str:
+        return str(self.raw.get("csrf") or "")
+
+    async def save(self, response: web.StreamResponse) -> None:
+        await self.deps.sessions.storage().save_session(self.request, response, self.raw)
+
+
+async def context(request: web.Request) -> Ctx:
+    deps = request.config_dict[DEPS]
+    storage = deps.sessions.storage()
+    raw = await storage.load_session(request)
+    signed = await deps.sessions.load(request)
+    chosen = raw.get("lang")
+    return Ctx(request, deps, raw, signed, chosen if chosen in LANGUAGES else language(request))
+
+
+async def signed_in(request: web.Request) -> Ctx:
+    """The context of a signed-in admin; anyone else is sent to the sign-in page."""
+    ctx = await context(request)
+    if ctx.signed is None:
+        raise web.HTTPSeeOther(PREFIX + "/signin")
+    if not ctx.signed.admin:
+        raise web.HTTPSeeOther(PREFIX + "/signin?m=signin.not_admin")
+    return ctx
+
+
+async def posted(request: web.Request, ctx: Ctx) -> MultiDictProxy[Any]:
+    """The form of a POST whose CSRF token is the session's; else 403."""
+    form = await request.post()
+    sent = str(form.get("csrf") or "")
+    if not ctx.csrf or not sent or not hmac.compare_digest(ctx.csrf.encode(), sent.encode()):
+        log.info("portal.csrf_refused", path=request.path)
+        raise web.HTTPForbidden(reason="csrf")
+    return form
+
+
+async def render(ctx: Ctx, template: str, *, status: int = 200, **values: Any) -> web.Response:
+    """A page in the request's language. A browser without a session yet gets one (its forms need a CSRF token)."""
+    fresh = not ctx.csrf
+    if fresh:
+        ctx.raw["csrf"] = secrets.token_urlsafe(32)
+    message = ctx.request.query.get("m", "")
+    notice = ctx.t(message) if message in catalogs()["en"] else None  # a catalog text, never the query's own
+    response = aiohttp_jinja2.render_template(template, ctx.request, {
+        "t": ctx.t, "lang": ctx.lang, "csrf": ctx.csrf, "signed": ctx.signed, "path": ctx.request.path,
+        "notice": notice, "error": None, **values}, status=status)
+    response.headers["Cache-Control"] = "no-store"
+    if fresh:
+        await ctx.save(response)
+    return response
+
+
+def see_other(location: str | Any) -> web.Response:
+    """A 303 as a plain response, which may carry a cookie (an ``HTTPSeeOther`` may only be raised)."""
+    return web.Response(status=303, headers={"Location": str(location)})
+
+
+def back(path: str, message: str | None = None) -> web.HTTPSeeOther:
+    """After a POST: to a portal page (GET), with a message key to show there."""
+    return web.HTTPSeeOther(PREFIX + path + (f"?m={message}" if message else ""))
+
+
+async def start_session(ctx: Ctx, response: web.StreamResponse, account_id: str) -> None:
+    """A new signed-in session (the sign-in's own: a new CSRF token) that keeps the chosen language."""
+    ws = await ctx.deps.sessions.start(ctx.request, response, account_id=account_id, sipgate_user=None, admin=True)
+    if "lang" in ctx.raw:
+        session = Session(None, data=None, new=True, max_age=ctx.deps.sessions.max_age_s)
+        session.update({**asdict(ws), "lang": ctx.raw["lang"]})
+        await ctx.deps.sessions.storage().save_session(ctx.request, response, session)
+
+
+def _status_key(status: int, reason: str) -> str:
+    if status == 403 and reason == "csrf":
+        return "error.csrf"
+    return {404: "error.not_found", 503: "error.unavailable"}.get(status, "error.bad_request")
+
+
+async def error_page(request: web.Request, status: int, reason: str = "") -> web.Response:
+    try:
+        ctx = await context(request)
+    except Exception:  # noqa: BLE001  (an error page must not fail for a broken cookie)
+        return web.Response(status=status, text=f"{status}\n")
+    return await render(ctx, "error.html", status=status, message=ctx.t(_status_key(status, reason)))
+
+
+@web.middleware
+async def middleware(request: web.Request,
+                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Every portal response gets the security headers; failures become a page in the request's language."""
+    try:
+        response = await handler(request)
+    except web.HTTPRedirection as e:
+        response = see_other(e.location)
+    except web.HTTPException as e:
+        response = await error_page(request, e.status, e.reason)
+    except NotFoundError:
+        response = await error_page(request, 404)
+    except DatabaseUnavailableError:
+        log.warning("portal.database_unavailable", path=request.path)
+        response = await error_page(request, 503)
+    if response.prepared:  # a streamed download (the export): its headers went out with it
+        return response
+    response.headers.update(HEADERS)
+    return response

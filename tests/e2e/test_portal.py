@@ -1,0 +1,181 @@
+"""The portal over HTTP (CONTRACT §9): sign-in with the admin token, the session cookie, CSRF on every POST,
+the headers on every response, only the account's own data, no token in any page or log line, both languages
+complete, and the pages' forms calling the account and user functions."""
+
+from __future__ import annotations
+
+import re
+
+from structlog.testing import capture_logs
+
+from tests.e2e.test_fanout import hangup, new_call
+from tests.portal_kit import CSP, Portal, browser, catalog, keys_shown
+
+PAGES = ("/portal/account", "/portal/users", "/portal/calls")
+
+
+def test_both_catalogs_have_every_key():
+    en, de = catalog("en"), catalog("de")
+    assert set(en) == set(de)
+    assert all(v.strip() for v in [*en.values(), *de.values()])
+
+
+async def test_pages_render_in_both_languages_without_a_raw_key(harness):
+    acc = await harness.account()
+    await harness.user(acc["account_id"], "w1", crm_user="crm-7")
+    for lang, word in (("en", "Users"), ("de", "Benutzer")):
+        async with browser(lang) as http:
+            portal = Portal(harness, http)
+            signin = await portal.get("/portal/signin")
+            assert keys_shown(signin) == []
+            await portal.sign_in(acc["account_id"], acc["admin_token"])
+            for path in PAGES:
+                page = await portal.get(path)
+                assert keys_shown(page) == [], (lang, path)
+                assert f'<html lang="{lang}">' in page
+            assert word in page
+
+
+async def test_headers_and_cookie(harness):
+    acc = await harness.account()
+    async with browser() as http:
+        for path in ("/portal/signin", "/portal/static/portal.css", "/portal/nothing-here", "/portal"):
+            async with http.get(harness.base + path, allow_redirects=False) as r:
+                assert r.headers["Content-Security-Policy"] == CSP, path
+                assert r.headers["X-Frame-Options"] == "DENY"
+                assert r.headers["Referrer-Policy"] == "same-origin"
+                assert r.headers["X-Content-Type-Options"] == "nosniff"
+        portal = Portal(harness, http)
+        await portal.get("/portal/signin")
+        status, _, r = await portal.post("/portal/signin", {"account_id": acc["account_id"],
+                                                             "admin_token": acc["admin_token"]}, follow=False)
+        assert status == 303 and r.headers["Location"] == "/portal/account"
+        cookie = r.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Max-Age=28800" in cookie
+        assert "Secure" not in cookie  # http PUBLIC_URL
+        page = await portal.get("/portal/users")
+        assert "<script>" not in page and "style=" not in page  # nothing inline: the CSP forbids it
+
+
+async def test_a_wrong_admin_token_is_refused(harness):
+    acc = await harness.account()
+    other = await harness.account(name="Other")
+    async with browser() as http:
+        portal = Portal(harness, http)
+        await portal.get("/portal/signin")
+        for account_id, token in ((acc["account_id"], other["admin_token"]), (acc["account_id"], ""),
+                                  ("acc_nope", acc["admin_token"])):
+            status, text, _ = await portal.post("/portal/signin", {"account_id": account_id, "admin_token": token})
+            assert status == 401 and "Account id or admin token is wrong." in text
+        await portal.get("/portal/account")  # not signed in: back to the sign-in page
+        assert "admin token" in (await portal.get("/portal/account")).lower()
+
+
+async def test_every_post_needs_the_csrf_token(harness):
+    acc = await harness.account()
+    await harness.user(acc["account_id"], "w1")
+    user_id = (await harness.admin.list_users(acc["account_id"]))["users"][0]["user_id"]
+    async with browser() as http:
+        portal = Portal(harness, http)
+        await portal.sign_in(acc["account_id"], acc["admin_token"])
+        for path, data in (("/portal/account/crm", {"crm": "hubspot"}), ("/portal/account/rotate", {}),
+                           ("/portal/account/webhooks", {}), ("/portal/account/delete", {"confirm": "Acme"}),
+                           ("/portal/users/enable", {"sipgate_user": "w5"}),
+                           (f"/portal/users/{user_id}/map", {"crm_user": "x"}),
+                           (f"/portal/users/{user_id}/revoke", {}), (f"/portal/users/{user_id}/disable", {}),
+                           ("/portal/users/crm-token", {"token": "abc"}), ("/portal/language", {"lang": "de"}),
+                           ("/portal/signout", {})):
+            for csrf in (None, "forged"):
+                extra = {"csrf": csrf} if csrf else {}
+                status, text, _ = await portal.post(path, {**data, **extra}, csrf=False)
+                assert status == 403, (path, csrf, status)
+                assert "The form has expired." in text
+        assert (await harness.admin.list_users(acc["account_id"]))["users"][0]["crm_user"] is None
+        assert (await harness.admin.show_account(acc["account_id"]))["crm"] == "directory"
+
+
+async def test_an_admin_sees_only_their_own_account(harness):
+    a = await harness.account(name="Acme")
+    b = await harness.account(name="Bravo")
+    await harness.user(b["account_id"], "w7", crm_user="bravo-crm-user")
+    b_user = (await harness.admin.list_users(b["account_id"]))["users"][0]["user_id"]
+    async with browser() as http:
+        portal = Portal(harness, http)
+        await portal.sign_in(a["account_id"], a["admin_token"])
+        for path in (f"/portal/users/{b_user}/map", f"/portal/users/{b_user}/revoke",
+                     f"/portal/users/{b_user}/disable"):
+            status, text, _ = await portal.post(path, {"crm_user": "stolen"})
+            assert status == 404, path
+            assert "not part of your account" in text
+        for path in (*PAGES, f"/portal/account?account={b['account_id']}", f"/portal/users/{b_user}"):
+            page = await portal.get(path, status=404 if path.endswith(b_user) else 200)
+            assert b["account_id"] not in page and "bravo-crm-user" not in page and "w7" not in page, path
+    users = (await harness.admin.list_users(b["account_id"]))["users"]
+    assert users[0]["crm_user"] == "bravo-crm-user"
+
+
+async def test_the_forms_call_the_account_functions_and_no_token_shows(harness):
+    acc = await harness.account(contacts=[("c1", "Erika Muster", "ACME", "+49 211 1234567", "", "")])
+    token = await harness.user(acc["account_id"], "w0")
+    ws = await harness.connect(token)
+    with capture_logs() as logs:
+        async with browser() as http:
+            portal = Portal(harness, http)
+            await portal.sign_in(acc["account_id"], acc["admin_token"])
+            seen = {p: await portal.get(p) for p in PAGES}
+            status, page, _ = await portal.post("/portal/account/crm", {"crm": "hubspot", "crm_instance": "ftp://x"})
+            assert status == 400 and "The CRM settings were not saved" in page
+            status, page, _ = await portal.post("/portal/account/crm", {"crm": "sugarcrm",
+                                                                        "crm_instance": "https://crm.example.com",
+                                                                        "log_calls": "on"})
+            assert status == 200 and "The CRM settings were saved." in page
+            shown = await harness.admin.show_account(acc["account_id"])
+            assert (shown["crm"], shown["crm_instance"], shown["log_calls"]) == ("sugarcrm", "https://crm.example.com",
+                                                                                 True)
+            status, page, _ = await portal.post("/portal/users/crm-token", {"token": "crm-secret-token-123"})
+            assert "The CRM access token is kept for this browser session." in page
+            seen["/portal/users (token kept)"] = page
+            status, page, _ = await portal.post("/portal/account/rotate")
+            assert "The webhook URL was replaced." in page
+            rotated = await harness.admin.show_account(acc["account_id"])
+            assert rotated["webhook_url"] in page
+            seen["/portal/account (rotated)"] = page
+            async with http.get(harness.base + "/portal/account/export") as r:
+                assert r.status == 200 and "attachment" in r.headers["Content-Disposition"]
+                assert (await r.json())["account"]["id"] == acc["account_id"]
+            status, page, _ = await portal.post("/portal/users/crm-token", {"action": "forget"})
+            assert "The CRM access token was forgotten." in page
+    webhooks = (acc["webhook_token"], rotated["webhook_url"].rsplit("/", 1)[1])
+    secrets = (acc["admin_token"], token, "crm-secret-token-123")
+    for path, page in seen.items():
+        for secret in secrets:
+            assert secret not in page, path
+        if not path.startswith("/portal/account"):  # the webhook URL is on Konto alone
+            assert not any(w in page for w in webhooks), path
+    text = repr(logs)
+    for secret in (*secrets, *webhooks):
+        assert secret not in text
+    assert not ws.of("__closed__")
+
+
+async def test_the_calls_page_shows_a_call_with_its_pop_time(harness):
+    acc = await harness.account(contacts=[("c1", "Erika Muster", "ACME", "+49 211 1234567", "", "")])
+    ws = await harness.connect(await harness.user(acc["account_id"], "w0"))
+    assert (await harness.post(acc["url"], new_call("CALLP1", frm="492111234567")))[0] == 200
+    await ws.expect("call.ringing")
+    assert (await harness.post(acc["url"], hangup("CALLP1")))[0] == 200
+    async with browser("de") as http:
+        portal = Portal(harness, http)
+        await portal.sign_in(acc["account_id"], acc["admin_token"])
+        for _ in range(50):
+            page = await portal.get("/portal/calls")
+            row = re.search(r"<tbody>(.*?)</tbody>", page, re.S)
+            if row and re.search(r'<td class="num">\d+</td>', row.group(1)):
+                break
+            await __import__("asyncio").sleep(0.1)
+        assert row is not None
+        cells = row.group(1)
+        assert "…567" in cells and "2111234567" not in cells  # masked
+        assert "eingehend" in cells and "w0" in cells and "ja" in cells
+        assert re.search(r'<td class="num">\d+</td>', cells)
+        assert "nicht protokolliert" in cells  # a CSV directory logs no calls
