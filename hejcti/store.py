@@ -1,16 +1,19 @@
 """All SQL runs through here, by name, from ``queries.sql``. asyncpg errors that mean "the database is not
-there" become ``DatabaseUnavailableError``."""
+there" become ``DatabaseUnavailableError``; those that mean "this value cannot be stored" become
+``BadRequestError``."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from hejcti.errors import DatabaseUnavailableError
+from hejcti.errors import BadRequestError, DatabaseUnavailableError
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.M)
 
@@ -51,30 +54,37 @@ def q(name: str) -> str:
     return queries()[name]
 
 
+@contextmanager
+def _classified() -> Iterator[None]:
+    """asyncpg's errors as the caller can answer them. The refused value is not repeated (asyncpg's message
+    holds it): it may be a note or a name, which the logs never hold."""
+    try:
+        yield
+    except UNSTORABLE as e:  # before UNAVAILABLE: asyncpg's encoding error is an InterfaceError
+        if isinstance(e.__cause__, UnicodeError) or isinstance(e, asyncpg.CharacterNotInRepertoireError):
+            raise BadRequestError("a text holds a character that cannot be stored (a NUL or a lone surrogate, "
+                                  "as in invalid UTF-8)") from e
+        raise BadRequestError(f"a value cannot be stored as sent ({type(e).__name__})") from e
+    except UNAVAILABLE as e:
+        raise DatabaseUnavailableError(str(e) or type(e).__name__) from e
+
+
 class Store:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
     async def fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
-        try:
+        with _classified():
             return await self.pool.fetch(q(name), *args)
-        except UNAVAILABLE as e:
-            raise DatabaseUnavailableError(str(e) or type(e).__name__) from e
 
     async def fetchrow(self, name: str, *args: Any) -> asyncpg.Record | None:
-        try:
+        with _classified():
             return await self.pool.fetchrow(q(name), *args)
-        except UNAVAILABLE as e:
-            raise DatabaseUnavailableError(str(e) or type(e).__name__) from e
 
     async def fetchval(self, name: str, *args: Any) -> Any:
-        try:
+        with _classified():
             return await self.pool.fetchval(q(name), *args)
-        except UNAVAILABLE as e:
-            raise DatabaseUnavailableError(str(e) or type(e).__name__) from e
 
     async def execute(self, name: str, *args: Any) -> str:
-        try:
+        with _classified():
             return await self.pool.execute(q(name), *args)
-        except UNAVAILABLE as e:
-            raise DatabaseUnavailableError(str(e) or type(e).__name__) from e
