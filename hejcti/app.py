@@ -17,6 +17,7 @@ import asyncpg
 from aiohttp import web
 
 from hejcti import db, logs, portal, signin
+from hejcti.actions import Actions
 from hejcti.config import Settings
 from hejcti.connections import client_address, peer_in
 from hejcti.crm_oauth import CrmOAuth
@@ -103,6 +104,7 @@ def create_app(settings: Settings, database_url: str, role: Role = "all") -> web
         app[WS].replay = fanout.replay
         app[WS].note = records.add_note
         app[WS].on_credentials = lambda _session: records.wake()
+        app[WS].actions = Actions(sipgate=app[SIPGATE], store=store, settings=settings)
         app[LISTENER] = listener = Listener(database_url, _deliver(fanout, records), metrics,
                                             poll_interval=settings.poll_interval_s, hub=hub)
         app[REAPER] = reaper = Reaper(app[POOL], interval=settings.reaper_interval_s,

@@ -60,7 +60,52 @@ class CallNote(_Msg):
     text: str = Field(min_length=1, max_length=NOTE_MAX_CHARS)
 
 
-ClientMessage = Annotated[Auth | Ping | CrmCredentials | CallNote, Field(discriminator="type")]
+# -- sipgate actions (CONTRACT §5.1), answered by hejcti/actions.py -------------------------------------------
+
+
+class Colleague(BaseModel):
+    """``{"user":"w1"}``: a sipgate user of the account, as the target of a dial or transfer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    user: str = Field(min_length=1, max_length=64)
+
+
+#: a number as written (read in the account's region), or a colleague
+Target = Annotated[str, Field(min_length=1, max_length=64)] | Colleague
+
+
+class Me(_Msg):
+    type: Literal["me"]
+
+
+class DirectorySearch(_Msg):
+    type: Literal["directory.search"]
+    q: str = Field(default="", max_length=100)
+    limit: int = Field(default=20, ge=1, le=50, strict=True)
+
+
+class CallDial(_Msg):
+    type: Literal["call.dial"]
+    to: Target
+    device: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class CallTransfer(_Msg):
+    type: Literal["call.transfer"]
+    call_id: str = Field(min_length=1, max_length=250)
+    to: Target
+    attended: bool = Field(default=False, strict=True)
+
+
+class CallHangup(_Msg):
+    type: Literal["call.hangup"]
+    call_id: str = Field(min_length=1, max_length=250)
+
+
+SIPGATE_ACTIONS = (Me, DirectorySearch, CallDial, CallTransfer, CallHangup)
+
+Message = Auth | Ping | CrmCredentials | CallNote | Me | DirectorySearch | CallDial | CallTransfer | CallHangup
+ClientMessage = Annotated[Message, Field(discriminator="type")]
 _adapter: TypeAdapter[Any] = TypeAdapter(ClientMessage)
 
 
@@ -79,7 +124,7 @@ class BadMessage(Exception):
         return self.kind == "auth" and self.field == "token"
 
 
-def parse(text: str) -> Auth | Ping | CrmCredentials | CallNote:
+def parse(text: str) -> Message:
     """Parse one text frame. Raises ``BadMessage`` with a short reason and the message's id if it had one."""
     try:
         raw = json.loads(text)
@@ -97,7 +142,8 @@ def parse(text: str) -> Auth | Ping | CrmCredentials | CallNote:
     try:
         return _adapter.validate_python(raw)
     except ValidationError as e:
-        known = ("auth", "ping", "crm.credentials", "call.note")
+        known = ("auth", "ping", "crm.credentials", "call.note", "me", "directory.search", "call.dial",
+                 "call.transfer", "call.hangup")
         if kind not in known:
             raise BadMessage(f"unknown type {kind[:40]!r}", msg_id) from e
         first = e.errors()[0]
@@ -106,7 +152,11 @@ def parse(text: str) -> Auth | Ping | CrmCredentials | CallNote:
         if kind == "call.note" and field == "text" and first["type"] == "string_too_long":
             raise BadMessage(f"call.note: text: at most {NOTE_MAX_CHARS} characters", msg_id, kind=kind,
                              field=field, code="note_too_long") from e
-        raise BadMessage(f"{kind}: {where}: {first['msg']}", msg_id, kind=kind, field=field) from e
+        reason = first["msg"]
+        if field is not None and field.split(".")[0] == "to" and kind in ("call.dial", "call.transfer"):
+            # a "to" of the wrong kind: the union's own words (to.constrained-str) help nobody
+            where, reason = "to", 'a number (a string) or {"user": ID}'
+        raise BadMessage(f"{kind}: {where}: {reason}", msg_id, kind=kind, field=field) from e
 
 
 def encode(message: dict[str, Any]) -> bytes:

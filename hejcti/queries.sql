@@ -284,6 +284,35 @@ SELECT id, sipgate_credential IS NOT NULL AS connected FROM accounts WHERE sipga
 -- name: user_by_sipgate
 SELECT id FROM users WHERE account_id = $1 AND sipgate_user = $2;
 
+-- name: presence
+-- Who of an account is on the phone now, from the calls every process records (CONTRACT §5.1 directory.search):
+-- one row per busy sipgate user, in_call true when talking, false when only ringing. An answered call not ended
+-- is a call for whoever answered it; an outgoing leg not ended is one for the user who placed it (sipgate's
+-- answer of an outgoing call names nobody); an unanswered incoming call not ended rings for the users it rings
+-- for. A call past the reaper's bounds ($2 s of ringing, $3 s of talk) counts no more, reaped yet or not.
+-- The partial index calls_open_legs (account_id, … WHERE ended_at IS NULL) finds the open calls.
+SELECT p.sipgate_user, bool_or(p.in_call) AS in_call
+  FROM calls c
+ CROSS JOIN LATERAL (
+       SELECT c.answered_by AS sipgate_user, true AS in_call
+        WHERE c.answered_at IS NOT NULL AND c.direction IS DISTINCT FROM 'out'
+       UNION ALL
+       SELECT u, true FROM unnest(c.users) AS u WHERE c.direction = 'out'
+       UNION ALL
+       SELECT u, false FROM unnest(c.users) AS u
+        WHERE c.answered_at IS NULL AND c.direction IS DISTINCT FROM 'out' AND NOT c.voicemail
+ ) p
+ WHERE c.account_id = $1 AND c.ended_at IS NULL AND p.sipgate_user IS NOT NULL
+   AND CASE WHEN c.answered_at IS NULL THEN c.started_at > now() - make_interval(secs => $2)
+            ELSE c.answered_at > now() - make_interval(secs => $3) END
+ GROUP BY p.sipgate_user;
+
+-- name: call_state
+-- One call leg of an account, for the call control of a session (call.transfer, call.hangup): whose it is.
+SELECT call_id, direction, users, answered_at IS NOT NULL AS answered, answered_by, ended_at IS NOT NULL AS ended,
+       voicemail
+  FROM calls WHERE account_id = $1 AND call_id = $2;
+
 -- name: account_admin_token
 SELECT admin_token_hash FROM accounts WHERE id = $1;
 

@@ -6,17 +6,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from hejcti import logs, protocol, tokens
+from hejcti import connections, logs, protocol, tokens
 from hejcti.config import Settings
 from hejcti.crm.base import Credentials
 from hejcti.errors import DatabaseUnavailableError
 from hejcti.metrics import Metrics
 from hejcti.sessions import Hub, Revocation, Session
 from hejcti.store import Store
+
+if TYPE_CHECKING:
+    from hejcti.actions import Actions
 
 log = logs.get("hejcti.ws")
 
@@ -37,17 +40,20 @@ class WebSocketHandler:
         self.replay = replay
         self.note = note
         self.on_credentials: Callable[[Session], None] | None = None  # e.g. call records waiting for a token
+        self.actions: Actions | None = None  # the sipgate actions (CONTRACT §5.1), wired by the app factory
         self.shutting_down = False
 
     async def __call__(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(compress=False, heartbeat=30.0, max_msg_size=64 * 1024)
         await ws.prepare(request)
+        connections.authenticating(request, True)  # until it has: dropped first past the connection cap
         if self.shutting_down:
             await ws.close(code=protocol.CLOSE_GOING_AWAY, message=b"server shutting down")
             return ws
         authenticated = await self._authenticate(ws, request)
         if authenticated is None:
             return ws
+        connections.authenticating(request, False)
         session, resume, since = authenticated
         # from joining the hub to the end: whatever fails, the session leaves the hub
         try:
@@ -61,6 +67,8 @@ class WebSocketHandler:
                 await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
         finally:
             self.hub.remove(session)
+            if self.actions is not None:
+                await self.actions.close(session)
             await session.stop_writer()
             log.info("session.closed", session=session.id, account=session.account_id, user=session.sipgate_user,
                      code=ws.close_code)
@@ -161,7 +169,12 @@ class WebSocketHandler:
             session.send_json(protocol.reply("error", e.msg_id, code=e.code, message=str(e)))
             return
         reply: dict[str, Any]
-        if isinstance(m, protocol.Ping):
+        if isinstance(m, protocol.SIPGATE_ACTIONS):
+            if self.actions is not None:
+                self.actions.submit(session, m)  # a task of its own: a slow sipgate holds up no other message
+                return
+            reply = protocol.reply("error", m.id, code="unavailable", message="sipgate actions are not enabled")
+        elif isinstance(m, protocol.Ping):
             reply = protocol.reply("pong", m.id)
         elif isinstance(m, protocol.CrmCredentials):
             session.set_credentials(Credentials(access_token=m.access_token, instance_url=m.instance_url))
