@@ -4,8 +4,8 @@
 They run in the session's own message handling, never on the webhook path or in the fan-out. Each runs as a
 task of its own, so that a slow sipgate (5 s a request, reads retried) never holds up the session's other
 messages (a ``ping`` is answered at once); at most ``concurrency`` of a session's actions talk to sipgate at
-a time, and past ``backlog`` waiting ones a further action is answered ``busy`` at once. A session's actions
-are cancelled when it ends.
+a time, and a session with ``backlog`` actions unanswered gets ``busy`` for a further one at once. A session's
+actions are cancelled when it ends.
 
 Live user data (names, emails, numbers, devices) comes through ``SipgateAccounts.users``: at most 60 s old, one
 ``/users`` fetch per account however many sessions ask at once, memory only. Who is on the phone comes from
@@ -203,13 +203,17 @@ class Actions:
         return str(row["region"])
 
     async def _target(self, session: Session, to: str | protocol.Colleague) -> str:
-        """A number to call or transfer to, E.164 with ``+``: one read in the account's region, or a colleague's
-        (their first number; their extension when they have none)."""
+        """What to call or transfer to: a number read in the account's region (E.164 with ``+``), an extension of
+        the account as typed, or a colleague's first number (their extension when they have none)."""
         if isinstance(to, str):
             number = phones.normalize(to, await self._region(session))
-            if number is None:
-                raise ActionError("bad_message", "to: not a phone number")
-            return number
+            if number is not None:
+                return number
+            extension = to.strip()
+            if extension.isascii() and extension.isdigit() and any(
+                    u.extension == extension for u in await self.sipgate.users(session.account_id)):
+                return extension
+            raise ActionError("bad_message", "to: not a phone number")
         colleague = colleagues.find(await self.sipgate.users(session.account_id), to.user)
         if colleague is None:
             raise ActionError("bad_message", f"to.user: no sipgate user {to.user!r} in this account")

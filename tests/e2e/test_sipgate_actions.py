@@ -139,12 +139,14 @@ async def test_dial_a_number_read_in_the_accounts_region_from_the_default_device
     assert fake.state.placed == [{"caller": "e0", "callee": "+4921155500101"}]
 
 
-async def test_dial_a_colleague_on_their_number_from_a_named_own_device(setup, fake):
+async def test_dial_a_colleague_on_their_number_or_extension_from_own_devices(setup, fake):
     _, _, s = setup
     fake.state.manual = True
     reply = await s["w1"].request({"type": "call.dial", "to": {"user": "w2"}, "device": "e1", "id": 2})
     assert reply["ok"] is True and reply["device"] == {"id": "e1", "online": True}
     assert fake.state.placed == [{"caller": "e1", "callee": "+4921155500102"}]
+    by_extension = await s["w1"].request({"type": "call.dial", "to": "10", "id": 3})  # Ada's extension, as typed
+    assert by_extension["ok"] is True and fake.state.placed[-1] == {"caller": "e1", "callee": "10"}
 
 
 async def test_dial_from_an_offline_device_says_so(setup, fake):
@@ -169,6 +171,7 @@ async def test_malformed_or_impossible_requests_are_bad_message(setup, fake):
     for message, says in [
         ({"type": "call.dial", "to": {"user": "w9"}}, "no sipgate user 'w9'"),
         ({"type": "call.dial", "to": "hello"}, "not a phone number"),
+        ({"type": "call.dial", "to": "99"}, "not a phone number"),  # no extension of the account
         ({"type": "call.dial"}, "call.dial: to: Field required"),
         ({"type": "call.dial", "to": 4930123456}, 'to: a number (a string) or {"user": ID}'),
         ({"type": "call.dial", "to": {"usr": "w1"}}, 'to: a number (a string) or {"user": ID}'),
@@ -259,6 +262,16 @@ async def test_sipgate_refusing_a_dial_is_sipgate_refused_with_status_and_messag
         fake.state.fail_at("POST", "/sessions/calls", status, message)
         reply = await s["w0"].request({"type": "call.dial", "to": "+4930123456789", "id": "r"})
         assert reply == {"type": "error", "id": "r", "code": "sipgate_refused", "status": status, "message": message}
+
+
+async def test_a_credential_sipgate_rejects_shows_the_account_disconnected(setup, fake):
+    _, _, s = setup
+    fake.state.pats.clear()  # the token was revoked in sipgate
+    reply = await s["w0"].request({"type": "directory.search", "q": "grace", "id": 1})
+    assert reply["type"] == "error" and reply["code"] == "sipgate_not_connected" and reply["id"] == 1
+    asked = len(fake.state.requests)
+    assert (await s["w1"].request({"type": "me", "id": 2}))["code"] == "sipgate_not_connected"
+    assert len(fake.state.requests) == asked  # not asked again until an admin connects it anew
 
 
 async def test_sipgate_failing_or_slow_is_sipgate_unavailable(setup, fake):
