@@ -1,12 +1,13 @@
 """Incoming connections that cannot hold the server (CONTRACT §4): a request's header and its body each have
 a deadline, an idle keep-alive connection is closed, and past a cap below the process's file limit a new
-connection makes room by dropping the oldest one that is idle or still sending its request (or, when every
-connection is busy, is refused). What was closed, and every "out of system resource" of ``accept()``, is
-logged once per interval with counts, never once per connection.
+connection makes room by dropping the oldest one that is idle, still sending its request or a WebSocket not
+yet authenticated (or, when every connection is busy, is refused). What was closed, and every "out of system
+resource" of ``accept()``, is logged once per interval with counts, never once per connection.
 
 aiohttp has no header or body timeout of its own: ``Runner`` is an ``AppRunner`` whose server makes
 ``GuardedHandler`` protocols, aiohttp's ``RequestHandler`` with one deadline timer per connection.
-``client_address`` says who a request comes from, behind trusted proxies too.
+``client_address`` says who a request comes from, behind trusted proxies too; ``authenticating`` marks an
+upgraded connection as droppable until its handler says it has authenticated.
 """
 
 from __future__ import annotations
@@ -123,8 +124,8 @@ class Guard:
         return True
 
     def _victim(self) -> GuardedHandler | None:
-        """The oldest connection that is idle or still sending its request; busy ones met on the way move to
-        the back, so that the next search does not walk past them again."""
+        """The oldest connection that is idle, still sending its request or not yet authenticated; busy ones
+        met on the way move to the back, so that the next search does not walk past them again."""
         for _ in range(min(SCAN, len(self.open))):
             handler = next(iter(self.open))
             if handler.waiting:
@@ -169,9 +170,10 @@ class GuardedHandler(RequestHandler):
     """aiohttp's protocol with a deadline for the request header (from the connection's start, or from the
     first byte of a later request on a kept-alive connection) and one for the body (from the end of the
     header). One timer per connection, moved forward rather than replaced. Upgraded connections (WebSockets)
-    are left to their handler, which has deadlines of its own."""
+    are left to their handler, which has deadlines of its own; until it has authenticated one
+    (``authenticating``), it counts as waiting: an attacker holding cap-many upgrades keeps nobody out."""
 
-    __slots__ = ("_guard", "_phase", "_deadline", "_timer", "_body", "_admitted")
+    __slots__ = ("_guard", "_phase", "_deadline", "_timer", "_body", "_admitted", "authenticating")
 
     def __init__(self, manager: web_server.Server, guard: Guard, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -181,10 +183,14 @@ class GuardedHandler(RequestHandler):
         self._timer: asyncio.TimerHandle | None = None
         self._body: StreamReader | None = None
         self._admitted = False
+        self.authenticating = False
 
     @property
     def waiting(self) -> bool:
-        """Idle between requests, or still sending the header or the body of one."""
+        """Idle between requests, still sending the header or the body of one, or upgraded and not yet
+        authenticated."""
+        if self.authenticating:
+            return True
         if self._phase is _HEADER or (self._phase is _BODY and self._body is not None and not self._body.is_eof()):
             return True
         waiter = self._waiter
@@ -249,6 +255,14 @@ class GuardedHandler(RequestHandler):
     def drop(self) -> None:
         self._guard.forget(self)
         self.force_close()
+
+
+def authenticating(request: web.BaseRequest, pending: bool) -> None:
+    """Mark the upgraded connection of ``request`` as not yet authenticated (``pending``: dropped like an idle
+    one to make room past the cap) or authenticated (busy: never dropped)."""
+    handler = request.protocol
+    if isinstance(handler, GuardedHandler):
+        handler.authenticating = pending
 
 
 class _Server(web_server.Server):
