@@ -223,3 +223,21 @@ class Adapter(CrmAdapter):
         old = (current or {}).get("description") or ""
         await self.request("PUT", f"{base}/rest/v11/Calls/{record_id}", creds=creds, budget=10,
                            json={"description": f"{old}\n\n{text}" if old else text})
+
+    async def list_users(self, creds: Credentials | None) -> list[dict[str, str | None]]:
+        """The CRM's active users (``id``, ``name``, ``email``), for the portal's mapping (CONTRACT §9): one
+        filter request on the Users module, at most 500, by name."""
+        base = self.base_url(creds)
+        data = await self.request("POST", f"{base}/rest/v11/Users/filter", creds=creds, budget=10, json={
+            "filter": [{"status": {"$equals": "Active"}}], "max_num": 500, "order_by": "last_name:ASC",
+            "fields": "id,full_name,first_name,last_name,user_name,email1,status"})
+        if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+            raise CrmPermanentError("sugarcrm Users filter: unexpected answer", crm=self.kind)
+        out: list[dict[str, str | None]] = []
+        for r in data["records"]:
+            if not isinstance(r, dict) or not r.get("id"):
+                continue
+            name = r.get("full_name") or " ".join(x for x in (r.get("first_name"), r.get("last_name")) if x)
+            out.append({"id": str(r["id"]), "name": str(name or r.get("user_name") or r["id"]),
+                        "email": str(r["email1"]) if r.get("email1") else None})
+        return out
