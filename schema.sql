@@ -289,7 +289,8 @@ BEGIN
                     ELSE 'ready' END;
     v_leg := jsonb_build_object(
         'direction', v_call.direction, 'number', v_call.number, 'own_number', v_call.own_number,
-        'users', to_jsonb(v_call.users), 'started_at', v_call.started_at, 'ended_at', v_call.ended_at,
+        'users', to_jsonb(v_call.users), 'recipients', to_jsonb(v_call.user_ids),
+        'started_at', v_call.started_at, 'ended_at', v_call.ended_at,
         'answered', v_call.answered_at IS NOT NULL AND NOT v_call.voicemail, 'voicemail', v_call.voicemail,
         'answered_by', CASE WHEN v_call.voicemail THEN NULL ELSE v_call.answered_by END,
         'duration_s', CASE WHEN v_call.voicemail THEN NULL ELSE v_call.duration_s END,
@@ -310,6 +311,15 @@ BEGIN
             'users', (SELECT coalesce(to_jsonb(array_agg(DISTINCT u)), '[]'::jsonb) FROM
                         (SELECT jsonb_array_elements_text(coalesce(call_records.data->'users', '[]')) AS u
                          UNION SELECT unnest(v_call.users)) s),
+            -- the user rows it rang for (NULL while any leg is from before they were kept): call.logged and
+            -- the CRM token go to these users' sessions only, never to a later holder of the same sipgate id
+            'recipients', CASE WHEN v_call.user_ids IS NULL OR (call_records.data ? 'users'
+                                    AND jsonb_typeof(call_records.data->'recipients') IS DISTINCT FROM 'array')
+                               THEN NULL
+                               ELSE (SELECT coalesce(to_jsonb(array_agg(DISTINCT r)), '[]'::jsonb) FROM
+                                      (SELECT jsonb_array_elements_text(coalesce(call_records.data->'recipients',
+                                                                                 '[]')) AS r
+                                       UNION SELECT unnest(v_call.user_ids)) s) END,
             'answered', coalesce((call_records.data->>'answered')::boolean, false)
                         OR (v_call.answered_at IS NOT NULL AND NOT v_call.voicemail),
             'voicemail', coalesce((call_records.data->>'voicemail')::boolean, false) OR v_call.voicemail,

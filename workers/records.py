@@ -207,14 +207,19 @@ class Records(Periodic):
                 pause *= 2
         return False  # pragma: no cover
 
+    def _rung(self, account_id: str, data: dict[str, Any]) -> list[Session]:
+        """The sessions of the user rows the call rang for (``recipients``), never those of a user removed since
+        or of a later holder of the same sipgate id; by sipgate id for a job from before recipients were kept."""
+        recipients = data.get("recipients")
+        return self._hub.sessions_for(account_id, list(data.get("users") or []),
+                                      recipients if isinstance(recipients, list) else None)
+
     def _sessions_for(self, account_id: str, data: dict[str, Any]) -> list[Session]:
         """Answering user's sessions first; for a missed call, any user it rang for."""
+        rung = self._rung(account_id, data)
         by = data.get("answered_by")
-        users = [by] if by else list(data.get("users") or [])
-        sessions = self._hub.sessions_for(account_id, users)
-        if not sessions and by:
-            sessions = self._hub.sessions_for(account_id, list(data.get("users") or []))
-        return sessions
+        answering = [s for s in rung if s.sipgate_user == by] if by else []
+        return answering or rung
 
     async def _job(self, row: asyncpg.Record) -> None:
         job_id = row["id"]
@@ -321,9 +326,8 @@ class Records(Periodic):
 
     def _logged(self, account_id: str, crm: str, row: asyncpg.Record, data: dict[str, Any],
                 logged: LoggedRecord) -> None:
-        targets = self._hub.sessions_for(account_id, list(data.get("users") or []))
-        self._hub.publish(targets, models.logged(data.get("first_call_id") or row["call_ids"][0], crm,
-                                                 logged.record_id, logged.url))
+        call_id = data.get("first_call_id") or row["call_ids"][0]
+        self._hub.publish(self._rung(account_id, data), models.logged(call_id, crm, logged.record_id, logged.url))
 
     def _record(self, row: asyncpg.Record, data: dict[str, Any], crm_users: dict[str, str | None],
                 account_id: str, note: str) -> CallRecord:

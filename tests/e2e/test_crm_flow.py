@@ -285,3 +285,25 @@ async def test_note_that_will_never_be_written_is_answered_not_logged(harness, c
     reply = await c3["w5"].request({"type": "call.note", "call_id": "CHN3", "text": "x", "id": "n3"})
     assert reply == {"type": "error", "code": "not_logged", "id": "n3",
                      "message": "the call record could not be written"}
+
+
+async def test_a_record_is_logged_for_the_user_it_rang_for_not_a_later_holder_of_the_same_sipgate_id(harness, crm):
+    """w0 takes a call and is removed before its record is written; w0 is added again for someone else, whose
+    session has a CRM token. That session's token must not write the old call, nor get its call.logged."""
+    acc, c = await hubspot_account(harness, crm)
+    old = c["w0"]
+    await harness.post(acc["url"], new_call("CRE1"))
+    await old.expect("call.ringing")
+    await harness.post(acc["url"], answer("CRE1"))
+    await harness.post(acc["url"], hangup("CRE1"))
+    await old.expect("call.ended")
+    await harness.admin.remove_user(old.seen[0]["user_id"])
+    await old.expect("__closed__")
+    newcomer = await harness.connect(await harness.user(acc["account_id"], "w0"))
+    await creds(newcomer)
+    for _ in range(40):  # the job is ready 3 s after the hangup, and claimed within a round of 2 s after that
+        if crm.created:
+            break
+        await asyncio.sleep(0.25)
+    assert crm.created == []
+    assert not [m for m in newcomer.seen if m["type"] == "call.logged"]

@@ -39,6 +39,7 @@ class FakeSession:
     def __init__(self, account_id: str, user: str) -> None:
         self.account_id = account_id
         self.sipgate_user = user
+        self.user_id = f"{account_id}.{user}"  # as seed() names the user rows
         self.credentials: Credentials | None = CREDS
         self.closed = False
         self.asked: list[str] = []
@@ -52,7 +53,10 @@ class FakeHub:
         self._all = set(sessions)
         self.published: list[dict[str, Any]] = []
 
-    def sessions_for(self, account_id: str, users: Any) -> list[FakeSession]:
+    def sessions_for(self, account_id: str, users: Any, recipients: Any = None) -> list[FakeSession]:
+        """As the real hub: by user row where the call kept them, else by sipgate id."""
+        if recipients is not None:
+            return [s for s in self._all if s.account_id == account_id and s.user_id in set(recipients)]
         users = set(users)
         return [s for s in self._all if s.account_id == account_id and s.sipgate_user in users]
 
