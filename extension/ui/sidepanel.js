@@ -99,7 +99,7 @@ function fillCard(n, card) {
   n.contacts.replaceChildren(...card.contacts.map((c) => el("li", {},
     el("span", { class: "name", text: c.name || "?" }),
     c.company ? el("span", { class: "company", text: ` · ${c.company}` }) : null,
-    c.url ? el("a", { href: c.url, target: "_blank", rel: "noopener", text: t("openIn", crmLabel(c.crm)), "aria-label": t("openRecordOf", c.name || "", crmLabel(c.crm)) }) : null)));
+    c.url ? el("a", { href: c.url, target: "_blank", rel: "noopener", text: c.crm === "directory" ? t("openRecord") : t("openIn", crmLabel(c.crm)), "aria-label": t("openRecordOf", c.name || "", crmLabel(c.crm)) }) : null)));
   n.noteStatus.textContent = card.note.status === "saved" ? t("noteSaved") : card.note.status === "saving" ? t("noteSaving")
     : card.note.status === "error" ? textOf(`noteError_${card.note.code}`, "noteError_other") : "";
   n.noteStatus.dataset.status = card.note.status;

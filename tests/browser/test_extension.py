@@ -1,0 +1,234 @@
+"""The browser extension (issue 12) in a real Chromium with extension/ loaded unpacked, against the real server,
+a fake HubSpot with OAuth endpoints, and sipgate-format webhooks: sign in with a pasted token, sign in to the
+CRM through the server's OAuth routes, a call pops a notification and a side-panel card with the caller's name,
+a note reaches the CRM's record once, an expired CRM token is renewed without the user, a revoked token shows
+"signed out"; and the service worker stopped (DevTools protocol) during a call resumes with no event lost and
+none shown twice. What is asserted is what a person sees: the side panel's text and roles, and the
+notifications. Each step leaves a screenshot of the side panel in tests/artifacts/."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import phonenumbers
+import pytest
+
+from tests.browser.conftest import ARGS, ARTIFACTS
+from tests.e2e.test_crm_flow import answer
+from tests.e2e.test_fanout import hangup, new_call
+from tests.fakes.base import Running
+from tests.fakes.crm_oauth import CLIENT_ID, CLIENT_SECRET, FakeOAuth, OAuthState
+from tests.fakes.hubspot import State, make_app
+
+EXTENSION = Path(__file__).resolve().parents[2] / "extension"
+EXT_ID = "hnnlhefhhmhfapdfppcpbjkplolijhoc"
+CALLER = "4915791234567"
+DISPLAY = phonenumbers.format_number(phonenumbers.parse("+" + CALLER), phonenumbers.PhoneNumberFormat.NATIONAL)
+#: records each notification the service worker shows (title, message), as the user would read them
+SPY = """() => {
+  self.__pops = [];
+  const create = chrome.notifications.create;
+  chrome.notifications.create = (id, options) => { self.__pops.push({ id, ...options }); return create.call(chrome.notifications, id, options); };
+}"""
+
+
+class Extension:
+    """A persistent Chromium context with the unpacked extension, its service worker and its side panel page."""
+
+    def __init__(self, ui: Any, tmp: Path, name: str) -> None:
+        self.ui, self.tmp, self.name, self.n = ui, tmp, name, 0
+        self.context: Any = None
+        self.panel: Any = None
+
+    async def start(self) -> Extension:
+        # a copy whose manifest grants 127.0.0.1 up front: what a user grants on the options page's prompt
+        # (chrome.permissions.request), which a headless browser cannot click
+        copy = self.tmp / "extension"
+        shutil.copytree(EXTENSION, copy)
+        manifest = json.loads((copy / "manifest.json").read_text())
+        manifest["host_permissions"] = ["http://127.0.0.1/*"]
+        (copy / "manifest.json").write_text(json.dumps(manifest))
+        pw = self.ui.playwright
+        self.context = await self.ui(pw.chromium.launch_persistent_context(
+            str(self.tmp / "profile"), executable_path=self.ui.executable, headless=False,
+            viewport={"width": 400, "height": 860}, locale="en-US",
+            args=["--headless=new", *ARGS, f"--disable-extensions-except={copy}", f"--load-extension={copy}"]))
+        await self.worker()
+        self.panel = await self.open("ui/sidepanel.html")
+        return self
+
+    async def worker(self) -> Any:
+        """The extension's service worker (waiting for it when it is starting)."""
+        async def find() -> Any:
+            for _ in range(100):
+                for w in self.context.service_workers:
+                    if w.url.startswith(f"chrome-extension://{EXT_ID}/"):
+                        return w
+                await asyncio.sleep(0.1)
+            raise AssertionError("the extension's service worker did not start")
+        return await self.ui(find())
+
+    async def open(self, path: str) -> Any:
+        page = await self.ui(self.context.new_page())
+        await self.ui(page.goto(f"chrome-extension://{EXT_ID}/{path}"))
+        return page
+
+    async def stop(self) -> None:
+        if self.context is not None:
+            await self.ui(self.context.close())
+
+    async def shot(self, step: str, page: Any = None) -> None:
+        self.n += 1
+        path = ARTIFACTS / f"extension-{self.name}-{self.n:02d}-{step}.png"
+        await self.ui((page or self.panel).screenshot(path=str(path), full_page=True))
+
+    async def see(self, text: str, page: Any = None, timeout: float = 10.0) -> None:
+        """Wait until the page shows this text (a person reading it)."""
+        locator = (page or self.panel).get_by_text(text, exact=False).first
+        await self.ui(locator.wait_for(state="visible", timeout=timeout * 1000))
+
+    async def card(self, name: str) -> str:
+        """The text of the one call card with this name (fails if there is none or more than one)."""
+        cards = self.panel.get_by_role("article", name=name)
+        await self.ui(cards.first.wait_for(state="visible", timeout=10000))
+        assert await self.ui(cards.count()) == 1
+        return await self.ui(cards.first.inner_text())
+
+    async def sign_in_with_token(self, server: str, token: str) -> None:
+        await self.ui(self.panel.get_by_label("Hej CTI server").fill(server))
+        await self.ui(self.panel.get_by_label("User token (from your administrator)").fill(token))
+        await self.ui(self.panel.get_by_role("button", name="Sign in with token").click())
+        await self.see("Online")
+
+    async def pops(self) -> list[dict[str, Any]]:
+        return await self.ui((await self.worker()).evaluate("self.__pops"))
+
+
+@pytest.fixture
+async def extension(ui, tmp_path, request):
+    ext = Extension(ui, tmp_path, request.node.name.removeprefix("test_")[:40])
+    await ext.start()
+    yield ext
+    await ext.stop()
+
+
+@pytest.fixture
+async def hubspot():
+    crm = State()
+    crm.add_contact("51", "Julia", "Schmidt", phone="0157 91234567", owner="83210754", company_id="9001",
+                    company="Acme GmbH")
+    crm.add_contact("52", "Max", "Mustermann", phone="0211 5550100", company="Beispiel AG")
+    crm.tokens.clear()  # only what the OAuth fake issues is good
+    oauth = FakeOAuth(OAuthState(valid=crm.tokens))
+    async with Running(make_app(crm)) as crm_base, Running(oauth.app()) as oauth_base:
+        crm.base, oauth.base = crm_base, oauth_base
+        yield crm, oauth
+
+
+async def wait_for(check: Any, timeout: float = 15.0) -> None:
+    for _ in range(int(timeout * 10)):
+        if check():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+async def test_sign_in_pop_note_renewal_and_revocation(make_harness, extension, hubspot):
+    crm, oauth = hubspot
+    h = await make_harness(hubspot_client_id=CLIENT_ID, hubspot_client_secret=CLIENT_SECRET,
+                           hubspot_authorize_url=f"{oauth.base}/oauth/authorize",
+                           hubspot_token_url=f"{oauth.base}/oauth/token")
+    acc = await h.account(crm="hubspot", crm_instance=crm.base)
+    user = await h.admin.add_user(account_id=acc["account_id"], sipgate_user="w0", crm_user="83210754")
+
+    await extension.shot("signed-out")
+    await extension.sign_in_with_token(h.base, user["token"])
+    await extension.shot("signed-in")
+
+    # the CRM: chosen on the options page, signed in through the server (the fake approves at once)
+    options = await extension.open("ui/options.html")
+    await extension.ui(options.get_by_label("Your company's CRM").select_option("hubspot"))
+    await extension.ui(options.locator("#crm-form").get_by_role("button", name="Save").click())
+    await extension.ui(options.get_by_role("button", name="Sign in to the CRM").click())
+    await extension.see("Signed in to HubSpot.", page=options)
+    await extension.shot("crm-signed-in", page=options)
+    await extension.ui(options.close())
+    assert [r["grant_type"] for r in oauth.state.token_requests] == ["authorization_code"]
+
+    await extension.ui((await extension.worker()).evaluate(SPY))
+    await h.post(acc["url"], new_call("CX1"))
+    card = await extension.card("Julia Schmidt")
+    assert "Acme GmbH" in card and DISPLAY in card and "Ringing" in card and "Open in HubSpot" in card
+    [pop] = await extension.pops()
+    assert (pop["title"], pop["message"]) == ("Julia Schmidt", f"Acme GmbH · {DISPLAY}")
+    await extension.shot("ringing")
+
+    await h.post(acc["url"], answer("CX1"))
+    await extension.see("Answered ·")
+    await h.post(acc["url"], hangup("CX1"))
+    await extension.see("Ended · talk time")
+    await extension.see("Logged in HubSpot", timeout=20)
+    note = extension.panel.get_by_label("Note for the call record")
+    await extension.ui(note.fill("Wants the offer by Friday."))
+    await extension.ui(extension.panel.get_by_role("button", name="Save note").click())
+    await extension.see("Saved")
+    await extension.shot("note-saved")
+    [record] = crm.created
+    await wait_for(lambda: "Wants the offer by Friday." in crm.calls[record["id"]]["properties"].get("hs_call_body", ""))
+    assert crm.calls[record["id"]]["properties"]["hs_call_body"].count("Wants the offer by Friday.") == 1
+    assert len(crm.created) == 1
+
+    # the CRM's access token expires: the next call is renewed through the server, nobody asked
+    oauth.state.expire_all()
+    await h.post(acc["url"], new_call("CX2", frm="492115550100"))
+    assert "Beispiel AG" in await extension.card("Max Mustermann")
+    assert [r["grant_type"] for r in oauth.state.token_requests] == ["authorization_code", "refresh_token"]
+    assert not await extension.ui(extension.panel.get_by_text("Sign in to your CRM").is_visible())
+    await extension.shot("renewed")
+
+    # an administrator revokes the token: the panel says so and offers the sign-in again
+    await h.admin.new_user_token(user["user_id"])
+    await extension.see("Signed out: your token was revoked")
+    await extension.ui(extension.panel.get_by_role("button", name="Sign in with token").wait_for())
+    await extension.shot("revoked")
+
+
+async def test_a_stopped_service_worker_resumes_without_losing_or_repeating(make_harness, extension):
+    h = await make_harness()
+    acc = await h.account(contacts=[("c1", "Julia Schmidt", "ACME GmbH", "+49 157 91234567", "", "https://crm.example/c1"),
+                                    ("c2", "Max Mustermann", "Beispiel AG", "+49 211 5550100", "", "")])
+    user = await h.admin.add_user(account_id=acc["account_id"], sipgate_user="w0")
+    watcher = await h.connect(user["token"])  # a second session of the user: tells when the server has sent
+    await extension.sign_in_with_token(h.base, user["token"])
+    await h.post(acc["url"], new_call("CS1"))
+    assert "Ringing" in await extension.card("Julia Schmidt")
+    await extension.ui(extension.panel.close())
+
+    worker = await extension.worker()
+    await extension.ui(worker.evaluate("self.__before = true"))
+    blank = await extension.ui(extension.context.new_page())
+    cdp = await extension.ui(extension.context.new_cdp_session(blank))
+    await extension.ui(cdp.send("ServiceWorker.enable"))
+    await extension.ui(cdp.send("ServiceWorker.stopAllWorkers"))
+
+    # while it is stopped: the first call is answered and ends, a second one rings
+    await h.post(acc["url"], answer("CS1"))
+    await h.post(acc["url"], hangup("CS1"))
+    await h.post(acc["url"], new_call("CS2", frm="492115550100"))
+    await watcher.expect("call.ended", call_id="CS1")
+    await watcher.expect("call.ringing", call_id="CS2")
+
+    extension.panel = await extension.open("ui/sidepanel.html")  # wakes the worker, which resumes
+    assert await extension.ui((await extension.worker()).evaluate("self.__before === undefined"))  # a new one
+    await extension.see("Max Mustermann")
+    first = await extension.card("Julia Schmidt")
+    assert "Ended" in first and "Ringing" not in first
+    assert "Ringing" in await extension.card("Max Mustermann")
+    assert await extension.ui(extension.panel.get_by_role("article").count()) == 2
+    shown = await extension.ui((await extension.worker()).evaluate("chrome.notifications.getAll()"))
+    assert list(shown) == ["call:CS2"]  # the ended call's pop is gone, the new one shows once
+    await extension.shot("resumed")
