@@ -3,6 +3,7 @@ with an admin token, and the checks every page must pass (headers, no untranslat
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -46,7 +47,7 @@ class Portal:
 
     async def get(self, path: str, status: int = 200) -> str:
         async with self.http.get(self.h.base + path, allow_redirects=True) as r:
-            text = await r.text()
+            text = html.unescape(await r.text())  # as a person reads it
             assert r.status == status, (path, r.status, text[:500])
             if 'name="csrf"' in text:
                 self.csrf = csrf_of(text)
@@ -56,7 +57,7 @@ class Portal:
                    follow: bool = True) -> tuple[int, str, aiohttp.ClientResponse]:
         form = {**({"csrf": self.csrf} if csrf else {}), **(data or {})}
         async with self.http.post(self.h.base + path, data=form, allow_redirects=follow) as r:
-            text = await r.text()
+            text = html.unescape(await r.text())
             if 'name="csrf"' in text:
                 self.csrf = csrf_of(text)
             return r.status, text, r

@@ -179,3 +179,74 @@ async def test_the_calls_page_shows_a_call_with_its_pop_time(harness):
         assert "eingehend" in cells and "w0" in cells and "ja" in cells
         assert re.search(r'<td class="num">\d+</td>', cells)
         assert "nicht protokolliert" in cells  # a CSV directory logs no calls
+
+
+async def test_the_language_switch_stays_on_the_portal(harness):
+    acc = await harness.account()
+    async with browser("de-DE,de;q=0.9") as http:
+        portal = Portal(harness, http)
+        assert "Anmelden" in await portal.get("/portal/signin")
+        await portal.sign_in(acc["account_id"], acc["admin_token"])
+        for target, landed in (("/portal/calls", "/portal/calls"), ("https://evil.example/portal", "/portal"),
+                               ("//evil.example/portal/x", "/portal"), ("/elsewhere", "/portal")):
+            status, _, r = await portal.post("/portal/language", {"lang": "en", "next": target}, follow=False)
+            assert status == 303 and r.headers["Location"] == landed, target
+        page = await portal.get("/portal/users")
+        assert "<h1>Users</h1>" in page  # the choice outlives the browser's Accept-Language
+        await portal.post("/portal/language", {"lang": "de", "next": "/portal/users"})
+        assert "<h1>Benutzer</h1>" in await portal.get("/portal/users")
+        status, _, _ = await portal.post("/portal/language", {"lang": "fr"})
+        assert status == 400
+
+
+async def test_enable_disable_and_end_sessions_from_the_users_page(harness):
+    acc = await harness.account()
+    token = await harness.user(acc["account_id"], "w1")
+    user_id = (await harness.admin.list_users(acc["account_id"]))["users"][0]["user_id"]
+    ws = await harness.connect(token)
+    async with browser() as http:
+        portal = Portal(harness, http)
+        await portal.sign_in(acc["account_id"], acc["admin_token"])
+        page = await portal.get("/portal/users")
+        assert "not connected to sipgate" in page
+        status, page, _ = await portal.post("/portal/users/enable", {"sipgate_user": "w5"})
+        assert status == 200 and "The user was enabled." in page
+        assert {u["sipgate_user"] for u in (await harness.admin.list_users(acc["account_id"]))["users"]} == {"w1", "w5"}
+        status, page, _ = await portal.post("/portal/users/enable", {"sipgate_user": "not an id!"})
+        assert status == 400 and "could not be enabled" in page
+        status, page, _ = await portal.post(f"/portal/users/{user_id}/revoke")
+        assert "The user's sessions were ended." in page
+        assert (await ws.expect("__closed__", timeout=10))["code"] == 4502
+        ws = await harness.connect((await harness.admin.new_user_token(user_id))["token"])
+        status, page, _ = await portal.post(f"/portal/users/{user_id}/disable")
+        assert "The user was disabled" in page
+        assert (await ws.expect("__closed__", timeout=10))["code"] == 4502
+        assert [u["sipgate_user"] for u in (await harness.admin.list_users(acc["account_id"]))["users"]] == ["w5"]
+
+
+async def test_deleting_the_account_needs_its_name_and_ends_everything(harness):
+    acc = await harness.account(name="Acme")
+    ws = await harness.connect(await harness.user(acc["account_id"], "w1"))
+    async with browser() as http:
+        portal = Portal(harness, http)
+        await portal.sign_in(acc["account_id"], acc["admin_token"])
+        status, page, _ = await portal.post("/portal/account/delete", {"confirm": "acme"})
+        assert status == 400 and "the name you typed is not the account's name" in page
+        assert (await harness.admin.show_account(acc["account_id"]))["name"] == "Acme"
+        status, page, _ = await portal.post("/portal/account/delete", {"confirm": "Acme"})
+        assert status == 200 and "The account was deleted, and you are signed out." in page
+        assert (await harness.admin.list_accounts())["accounts"] == []
+        assert (await ws.expect("__closed__", timeout=10))["code"] == 4503
+        assert "Sign in" in await portal.get("/portal/account")  # the session ended with it
+
+
+async def test_with_sign_in_with_sipgate_the_token_form_is_gone(make_harness):
+    h = await make_harness(sipgate_client_id="client", sipgate_client_secret="secret")
+    acc = await h.account()
+    async with browser() as http:
+        portal = Portal(h, http)
+        page = await portal.get("/portal/signin")
+        assert 'href="/auth/sipgate?for=portal"' in page and "admin_token" not in page
+        status, _, _ = await portal.post("/portal/signin", {"account_id": acc["account_id"],
+                                                             "admin_token": acc["admin_token"]})
+        assert status == 404
