@@ -10,7 +10,9 @@ import re
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
+from hejcti.app import SIPGATE
 from tests.browser.conftest import ARTIFACTS
 from tests.e2e.test_fanout import hangup, new_call
 from tests.fakes import sugarcrm
@@ -40,6 +42,7 @@ class Steps:
 
     def __init__(self, ui: Any, page: Any, name: str) -> None:
         self.ui, self.page, self.name, self.n = ui, page, name, 0
+        self.seen: list[str] = []  # every page's URL and HTML at each screenshot
 
     async def __call__(self, coro: Any) -> Any:
         return await self.ui(coro)
@@ -48,6 +51,7 @@ class Steps:
         self.n += 1
         path = ARTIFACTS / f"{self.name}-{self.n:02d}-{step}.png"
         await self.ui(self.page.screenshot(path=str(path), full_page=True))
+        self.seen += [self.page.url, await self.ui(self.page.content())]
 
     async def text(self, where: Any = "main") -> str:
         locator = self.page.locator(where) if isinstance(where, str) else where
@@ -67,6 +71,8 @@ async def test_an_admin_runs_the_portal_in_a_browser(ui, make_harness, sipgate, 
     context = await ui(ui.browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-US"))
     page = await ui(context.new_page())
     s = Steps(ui, page, "portal")
+    capturing = capture_logs()
+    events = capturing.__enter__()  # the server runs in this process: its log lines, as it writes them
     try:
         # sign in with sipgate: the portal's button, then the fake's authorize page and its button
         await s(page.goto(h.base + "/portal"))
@@ -122,7 +128,8 @@ async def test_an_admin_runs_the_portal_in_a_browser(ui, make_harness, sipgate, 
         assert "good-token" not in await s(page.content())
 
         # a call for Grace, whose extension is connected: it shows on the calls page with its pop time
-        grace = await h.connect((await h.admin.new_user_token(users["w1"]["user_id"]))["token"])
+        grace_tokens = [(await h.admin.new_user_token(users["w1"]["user_id"]))["token"]]
+        grace = await h.connect(grace_tokens[0])
         status, _ = await h.post(shown["webhook_url"], new_call("CALLBROWSER1", frm="4915791234567", users=("w1",)))
         assert status == 200
         await grace.expect("call.ringing")
@@ -157,5 +164,14 @@ async def test_an_admin_runs_the_portal_in_a_browser(ui, make_harness, sipgate, 
         await s.shot("phone")
         wide = await s(page.evaluate("document.documentElement.scrollWidth"))
         assert wide <= 390  # the table scrolls inside its box; the page does not
+        # no token of anyone's in a page, a URL or a log line
+        assert any(e["event"] == "portal.crm_token" for e in events)  # the capture sees the server's lines
+        logged = repr(events)
+        secrets = ["good-token", *sipgate.state.access_tokens, *sipgate.state.refresh_tokens, *grace_tokens]
+        credential = await h.app[SIPGATE].credential(account_id)
+        secrets += [credential.access_token, credential.refresh_token]
+        for secret in secrets:
+            assert all(secret not in seen for seen in s.seen) and secret not in logged
     finally:
+        capturing.__exit__(None, None, None)
         await ui(context.close())
