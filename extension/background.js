@@ -8,7 +8,7 @@ import { Socket } from "./socket.js";
 import { CRMS, CrmSignInError, needsRefresh } from "./crm.js";
 import { crmRefresh, crmSignIn, pastedToken, serverBase, signInWithSipgate } from "./auth.js";
 import * as calls from "./calls.js";
-import { t } from "./i18n.js";
+import { onPopClicked, pop, unpop, unpopAll } from "./ui/notifications.js";
 
 const state = {
   status: "signed_out", // signed_out | connecting | online | offline
@@ -85,11 +85,22 @@ function startSocket(token) {
   state.status = "connecting";
   socket = new Socket({
     server: state.server, token,
-    resume: async () => (await storage.get("lastSeq")) ?? undefined,
+    resume,
     onStatus, onMessage,
   });
   socket.start();
 }
+
+/** The `seq` to resume after. Before any event was seen, a reconnect of a sign-in that was online already
+ * resumes after 0 (the server's last five minutes), so that a call that rang in the gap is not lost; the
+ * calls that rang before the sign-in are skipped in onMessage. The very first connection resumes nothing. */
+async function resume() {
+  const lastSeq = await storage.get("lastSeq");
+  if (lastSeq !== null) return lastSeq;
+  return (await storage.get("onlineSince")) !== null ? 0 : undefined;
+}
+
+const CLOCK_SKEW_MS = 30000;
 
 async function onStatus(status, detail) {
   if (status === "signed_out") {
@@ -104,6 +115,7 @@ async function onStatus(status, detail) {
   }
   state.status = status;
   if (status === "online") {
+    if ((await storage.get("onlineSince")) === null) await storage.set("onlineSince", Date.now());
     if (state.notice?.key?.startsWith("signedOut")) state.notice = null;
     render();
     await sendCredentials();
@@ -128,41 +140,24 @@ async function onMessage(msg) {
     return;
   }
   if (!msg.type?.startsWith("call.")) return;
+  const since = await storage.get("onlineSince");
+  if (msg.type === "call.ringing" && since !== null && Date.parse(msg.at) < since - CLOCK_SKEW_MS) return;
   const { state: cards, card, change } = calls.apply(state.cards, msg);
   state.cards = cards;
   await storage.set("calls", cards.cards);
   if (cards.lastSeq !== null) await storage.set("lastSeq", cards.lastSeq);
-  if (card && change === "new" && card.direction === "in") await pop(card);
+  if (card && (change === "new" || change === "joined") && card.direction === "in") await pop(card);  // one id a card
   if (card && msg.type === "call.resolved" && card.state === "ringing") await pop(card);
-  if (card && msg.type === "call.ended") chrome.notifications.clear(`call:${card.key}`);
+  if (card && msg.type === "call.ended" && card.state === "ended") unpop(card);
   render();
 }
 
-// -- the pop --------------------------------------------------------------------------------------------
+// -- the pop (ui/notifications.js) --------------------------------------------------------------------------
 
-export function popText(card) {
-  const best = card.contacts[0];
-  const number = card.display || card.number || "";
-  if (best) return { title: best.name || number, message: [best.company, number].filter(Boolean).join(" · ") };
-  if (card.anonymous || !card.number) return { title: t("anonymous"), message: "" };
-  return { title: t("unknownCaller"), message: number };
-}
-
-async function pop(card) {
-  const { title, message } = popText(card);
-  await chrome.notifications.create(`call:${card.key}`, {
-    type: "basic", iconUrl: chrome.runtime.getURL("icons/icon128.png"), title,
-    message: message || t("incomingCall"), contextMessage: t("incomingCall"), requireInteraction: true,
-    priority: 2,
-  });
-}
-
-chrome.notifications.onClicked.addListener(async (id) => {
+onPopClicked(async (key) => {
   await ready;
-  const card = state.cards.cards.find((c) => `call:${c.key}` === id);
-  const url = card?.contacts[0]?.url || card?.logged?.url;
-  if (url) await chrome.tabs.create({ url });
-  chrome.notifications.clear(id);
+  const card = state.cards.cards.find((c) => c.key === key);
+  return card?.contacts[0]?.url || card?.logged?.url || null;
 });
 
 // -- the CRM's tokens -------------------------------------------------------------------------------------
@@ -219,7 +214,7 @@ async function signedIn(server, token) {
   state.server = serverBase(server);
   await storage.set("server", state.server);
   await storage.set("token", token);
-  await storage.remove("lastSeq", "calls");
+  await storage.remove("lastSeq", "calls", "onlineSince");
   state.cards = calls.newCards();
   state.notice = null;
   startSocket(token);
@@ -232,7 +227,7 @@ async function signOut() {
   crmTokens = null;
   await storage.forgetTokens();
   Object.assign(state, { status: "signed_out", me: null, cards: calls.newCards(), crmState: needsCrmSignIn() ? "needed" : "none" });
-  await chrome.notifications.getAll().then((all) => Promise.all(Object.keys(all).map((id) => chrome.notifications.clear(id))));
+  await unpopAll();
   notice("signedOutByUser");
 }
 
@@ -327,7 +322,9 @@ async function intent(m) {
     }
     case "dial": {
       const ok = await actionReply({ type: "call.dial", to: m.to }, "dialling");
-      if (ok && state.me?.devices && !state.me.devices.some((d) => d.online)) notice("deviceOffline", "error");
+      if (!ok) return;
+      await loadMe(); // sipgate says 200 for an offline phone too, and then nothing rings: say so plainly
+      if (state.me?.devices && !state.me.devices.some((d) => d.online)) notice("deviceOffline", "error");
       return;
     }
     case "transfer": {

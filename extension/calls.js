@@ -16,15 +16,15 @@ function cardOf(state, callId) {
   return state.cards.find((c) => c.legs[callId] !== undefined) || null;
 }
 
+/** The card's state is its newest leg's that has not ended: a call transferred to this user rings again on
+ * the same card; ended once every leg has. */
 function overall(card) {
-  const legs = Object.values(card.legs);
-  if (legs.some((s) => s === "answered")) return "answered";
-  if (legs.some((s) => s === "ringing")) return "ringing";
-  return "ended";
+  const open = Object.values(card.legs).filter((s) => s !== "ended");
+  return open.length ? open[open.length - 1] : "ended";
 }
 
-/** Apply one server event. Returns {state, card, change}: change is "new" (a new card rang), "updated",
- * "duplicate" or "ignored". The state is a new object; the input is not changed. */
+/** Apply one server event. Returns {state, card, change}: change is "new" (a new card rang), "joined" (a
+ * forwarded or transferred leg rang on a card there was), "updated", "duplicate" or "ignored". The state is a new object; the input is not changed. */
 export function apply(state, event, now = Date.now()) {
   const type = event.type || "";
   if (!type.startsWith("call.") || !event.call_id) return { state, card: null, change: "ignored" };
@@ -49,7 +49,10 @@ export function apply(state, event, now = Date.now()) {
     } else if (event.resolved !== false && event.contacts?.length) {
       Object.assign(card, { contacts: event.contacts, resolved: true });
     }
-    if (card.legs[event.call_id] === undefined) card.legs[event.call_id] = "ringing";
+    if (card.legs[event.call_id] === undefined) {
+      card.legs[event.call_id] = "ringing";
+      if (change !== "new") change = "joined";  // another leg of a call on this card: the same pop again
+    }
   } else if (!card) {
     return { state: next, card: null, change: "ignored" };  // a call that rang before this session knew it
   } else if (type === "call.resolved") {

@@ -91,8 +91,9 @@ function buildCard(key) {
 function fillCard(n, card) {
   const best = card.contacts[0];
   const number = card.display || card.number || "";
-  n.title.textContent = best?.name || (card.anonymous || !card.number ? t("anonymous") : t("unknownCaller"));
-  n.sub.textContent = [best?.company, number, t(card.direction === "out" ? "outgoing" : "incoming")].filter(Boolean).join(" · ");
+  const out = card.direction === "out";
+  n.title.textContent = best?.name || (card.anonymous || !card.number ? t("anonymous") : out ? number : t("unknownCaller"));
+  n.sub.textContent = [best?.company, best || !out ? number : null, t(out ? "outgoing" : "incoming")].filter(Boolean).join(" · ");
   n.root.dataset.state = card.state;
   n.state.textContent = stateText(card);
   n.lookup.hidden = card.resolved;

@@ -17,12 +17,14 @@ from typing import Any
 import phonenumbers
 import pytest
 
+from hejcti.app import HUB
 from tests.browser.conftest import ARGS, ARTIFACTS
 from tests.e2e.test_crm_flow import answer
 from tests.e2e.test_fanout import hangup, new_call
 from tests.fakes.base import Running
 from tests.fakes.crm_oauth import CLIENT_ID, CLIENT_SECRET, FakeOAuth, OAuthState
 from tests.fakes.hubspot import State, make_app
+from tests.fakes.sipgate import PAT, PAT_ID, FakeSipgate
 
 EXTENSION = Path(__file__).resolve().parents[2] / "extension"
 EXT_ID = "hnnlhefhhmhfapdfppcpbjkplolijhoc"
@@ -202,11 +204,12 @@ async def test_a_stopped_service_worker_resumes_without_losing_or_repeating(make
     acc = await h.account(contacts=[("c1", "Julia Schmidt", "ACME GmbH", "+49 157 91234567", "", "https://crm.example/c1"),
                                     ("c2", "Max Mustermann", "Beispiel AG", "+49 211 5550100", "", "")])
     user = await h.admin.add_user(account_id=acc["account_id"], sipgate_user="w0")
-    watcher = await h.connect(user["token"])  # a second session of the user: tells when the server has sent
     await extension.sign_in_with_token(h.base, user["token"])
+    await h.app[HUB].close_all(1001)  # as a server does when it shuts down: the extension comes back
     await h.post(acc["url"], new_call("CS1"))
     assert "Ringing" in await extension.card("Julia Schmidt")
     await extension.ui(extension.panel.close())
+    watcher = await h.connect(user["token"])  # a second session of the user: tells when the server has sent
 
     worker = await extension.worker()
     await extension.ui(worker.evaluate("self.__before = true"))
@@ -232,3 +235,62 @@ async def test_a_stopped_service_worker_resumes_without_losing_or_repeating(make
     shown = await extension.ui((await extension.worker()).evaluate("chrome.notifications.getAll()"))
     assert list(shown) == ["call:CS2"]  # the ended call's pop is gone, the new one shows once
     await extension.shot("resumed")
+
+
+@pytest.fixture
+async def sipgate():
+    async with FakeSipgate().running() as fake:
+        yield fake
+
+
+def transferred(call_id: str, orig: str, user: str) -> str:
+    """The newCall of a leg that another leg (``orig``) was transferred into, as sipgate posts it."""
+    return (f"event=newCall&direction=in&from={CALLER}&to=492111234567&callId={call_id}&origCallId={orig}"
+            f"&user%5B%5D=User+{user}&userId%5B%5D={user}&fullUserId%5B%5D=1234567{user}&xcid=x{orig.lower()}")
+
+
+async def test_sign_in_with_sipgate_colleagues_dial_and_a_transfer_on_one_card(make_harness, extension, sipgate):
+    h = await make_harness(sipgate_api_url=sipgate.api_url, sipgate_login_url=sipgate.login_url,
+                           sipgate_client_id=sipgate.state.client_id, sipgate_client_secret=sipgate.state.client_secret,
+                           sipgate_cache_ttl_s=0)
+    acc = await h.account(contacts=[("c1", "Julia Schmidt", "ACME GmbH", "+49 157 91234567", "", "")])
+    await h.admin.connect_sipgate(acc["account_id"], token_id=PAT_ID, token=PAT)
+    await h.admin.configure_webhooks(acc["account_id"])
+
+    await extension.ui(extension.panel.get_by_label("Hej CTI server").fill(h.base))
+    await extension.ui(extension.panel.get_by_role("button", name="Sign in with sipgate").click())
+    login = await extension.ui(extension.context.wait_for_event(
+        "page", predicate=lambda p: p.url.startswith(sipgate.login_url), timeout=10000))
+    await extension.ui(login.get_by_role("button", name="Anmelden").click())
+    await extension.see("Ada Lovelace · Online")  # the name from `me`
+    await extension.shot("signed-in-with-sipgate")
+
+    await extension.ui(extension.panel.get_by_label("Search colleagues").fill("hopp"))
+    await extension.see("Grace Hopper")
+    await extension.shot("colleagues")
+    await extension.ui(extension.panel.get_by_role("button", name="Call Grace Hopper").click())
+    await extension.see("Calling: your phone rings first.")
+    await wait_for(lambda: sipgate.state.placed)
+    assert sipgate.state.placed[0]["caller"] == "e0" and sipgate.state.placed[0]["callee"] in ("+4921155500101", "11")
+
+    sipgate.state.set_online("e0", False)
+    await extension.ui(extension.panel.get_by_role("button", name="Call Grace Hopper").click())
+    await extension.see("Your sipgate phone is offline")
+
+    # a call rings for Ada and Grace; Grace answers and transfers it to Ada: one card, one notification
+    await extension.ui((await extension.worker()).evaluate(SPY))
+    grace = await h.connect(await h.user(acc["account_id"], "w1"))
+    await h.post(acc["url"], new_call("CT1", users=("w0", "w1")))
+    await extension.card("Julia Schmidt")
+    await h.post(acc["url"], answer("CT1", by="w1"))
+    await h.post(acc["url"], transferred("CT2", "CT1", "w0"))
+    await h.post(acc["url"], hangup("CT1"))
+    await grace.expect("call.ended", call_id="CT1")
+    for _ in range(100):  # the transferred leg pops again, on the same notification
+        if len(pops := await extension.pops()) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert [p["id"] for p in pops] == ["call:CT1", "call:CT1"]
+    await extension.see("Ringing")
+    assert "Ringing" in await extension.card("Julia Schmidt")  # one card, ringing again for Ada
+    await extension.shot("transferred")
