@@ -58,8 +58,16 @@ function render() {
   for (const port of ports) port.postMessage({ type: "state", state: snapshot });
 }
 
+const INFO_SHOWN_MS = 6000;
+
+/** The line above the page. An error stays until the next notice; information goes after a few seconds. */
 function notice(key, kind = "info", detail = null) {
-  state.notice = key ? { key, kind, detail } : null;
+  const shown = (state.notice = key ? { key, kind, detail } : null);
+  if (shown && kind === "info") {
+    setTimeout(() => {
+      if (state.notice === shown) notice(null);
+    }, INFO_SHOWN_MS);
+  }
   render();
 }
 

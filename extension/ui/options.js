@@ -56,6 +56,8 @@ $("tel-form").addEventListener("submit", async (event) => {
 function render(state) {
   const signedIn = state.status !== "signed_out";
   $("who").textContent = state.me?.name ? `${state.me.name} · ${t(`status_${state.status}`)}` : t(`status_${state.status}`);
+  $("who").dataset.status = state.status;
+  $("signin-form").hidden = signedIn;
   showNotice($("notice"), state.notice);
   $("signout").hidden = !signedIn;
   if (!filled) {

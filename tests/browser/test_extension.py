@@ -168,6 +168,8 @@ async def test_sign_in_pop_note_renewal_and_revocation(make_harness, extension, 
     [pop] = await extension.pops()
     assert (pop["title"], pop["message"]) == ("Julia Schmidt", f"Acme GmbH · {DISPLAY}")
     await extension.shot("ringing")
+    await extension.ui(extension.panel.get_by_role("article", name="Julia Schmidt").screenshot(
+        path=str(ARTIFACTS / "extension-pop-card.png")))  # the README's picture (docs/extension-pop.png)
 
     await h.post(acc["url"], answer("CX1"))
     await extension.see("Answered ·")
