@@ -118,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", parents=[common], help="every stored datum of an account, as JSON")
     ex.add_argument("--account", required=True)
 
-    sub.add_parser("demo", parents=[common], help="one simulated call end to end")
+    dm = sub.add_parser("demo", parents=[common], help="one simulated call end to end")
+    dm.add_argument("--keep", action="store_true",
+                    help="then keep running, with a simulated sipgate, for a walk through the portal")
     return parser
 
 
@@ -160,8 +162,9 @@ async def run_command(args: argparse.Namespace, settings: Settings) -> dict[str,
     if cmd == "demo":
         from hejcti.demo import demo
 
-        result = await demo(settings, quiet=args.json)
-        return result if args.json else None  # without --json the demo has told its story already
+        result = await demo(settings, quiet=args.json, keep=args.keep)
+        # without --json the demo has told its story already; with --keep its one JSON object came when it was ready
+        return result if args.json and not args.keep else None
     if cmd == "migrate":
         return await with_store(settings, _migrated)
     if cmd == "account":

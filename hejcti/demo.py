@@ -1,19 +1,25 @@
 """``hejcti demo``: one simulated call end to end on the embedded default. It starts the server on a free
 port, creates a demo account with a few sample contacts, connects a demo extension session, posts newCall,
-answer and hangup as sipgate would, prints what the session receives, and exits 0."""
+answer and hangup as sipgate would, prints what the session receives, and exits 0.
+
+With ``--keep`` it then stays up, with a simulated sipgate of its own (demo_sipgate.py: it says so on its sign-in
+page) connected to the demo account, and prints the portal's URL and a sign-in link, so a newcomer can click
+through the portal without a sipgate account; Ctrl-C (or SIGTERM) ends it and removes the demo account."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from pydantic import SecretStr
 
-from hejcti import db, simulate
+from hejcti import db, demo_sipgate, simulate
 from hejcti.admin import Admin
 from hejcti.app import LISTENER, create_app
 from hejcti.config import Settings
@@ -36,14 +42,17 @@ def _say(quiet: bool, text: str) -> None:
         print(text, flush=True)
 
 
-async def demo(settings: Settings, quiet: bool = False) -> dict[str, Any]:
+async def demo(settings: Settings, quiet: bool = False, keep: bool = False) -> dict[str, Any]:
     settings.port = 0
     settings.host = "127.0.0.1"
     settings.sipgate_signature = "off"  # the demo's pushes come from us, unsigned; real sipgate signs them
     embedded = db.Embedded(settings.data_dir) if settings.embedded else None
     url = await asyncio.to_thread(db.database_url, settings, embedded)
     runner: web.AppRunner | None = None
+    simulated: web.AppRunner | None = None
     try:
+        if keep:
+            simulated = await _simulated_sipgate(settings)
         await db.migrate(url)
         runner = web.AppRunner(create_app(settings, url), access_log=None, shutdown_timeout=5)
         await runner.setup()
@@ -53,15 +62,52 @@ async def demo(settings: Settings, quiet: bool = False) -> dict[str, Any]:
         async with asyncio.timeout(10):
             await runner.app[LISTENER].connected.wait()
         _say(quiet, f"server:    {base} ({'embedded PostgreSQL in ' + str(settings.data_dir) if embedded else 'shared PostgreSQL'})")
-        return await _call(settings, url, base, quiet)
+        return await _call(settings, url, base, quiet, keep)
     finally:
         if runner is not None:
             await runner.cleanup()
+        if simulated is not None:
+            await simulated.cleanup()
         if embedded is not None:
             embedded.stop()
 
 
-async def _call(settings: Settings, url: str, base: str, quiet: bool) -> dict[str, Any]:
+async def _simulated_sipgate(settings: Settings) -> web.AppRunner:
+    """The demo's own sipgate on a free port, and the settings that send the server there."""
+    runner = web.AppRunner(demo_sipgate.SimulatedSipgate().app(), access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    sim = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    settings.sipgate_api_url = sim + demo_sipgate.API
+    settings.sipgate_login_url = sim + demo_sipgate.LOGIN
+    settings.sipgate_client_id = demo_sipgate.CLIENT_ID
+    settings.sipgate_client_secret = SecretStr(demo_sipgate.CLIENT_SECRET)
+    return runner
+
+
+async def _keep(admin: Admin, account_id: str, base: str, quiet: bool) -> None:
+    """Stay up for the portal until Ctrl-C or SIGTERM: the demo account connected to the simulated sipgate."""
+    await admin.connect_sipgate(account_id, token_id=demo_sipgate.PAT_ID, token=demo_sipgate.PAT)
+    facts = {"portal": f"{base}/portal", "sign_in": f"{base}/auth/sipgate?for=portal", "sipgate": "simulated",
+             "account_id": account_id}
+    if quiet:
+        print(json.dumps(facts), flush=True)
+    _say(quiet, f"\nThe server keeps running, with a SIMULATED sipgate (no sipgate account needed).\n"
+                f"portal:    {facts['portal']}\n"
+                f"sign in:   {facts['sign_in']}  (sign in as Ada Lovelace, the simulated admin)\n"
+                f"Press Ctrl-C to stop; the demo account is removed then.")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _call(settings: Settings, url: str, base: str, quiet: bool, keep: bool = False) -> dict[str, Any]:
     pool = await db.create_pool(url, min_size=1, max_size=2)
     admin = Admin(Store(pool), settings)
     account_id = None
@@ -102,6 +148,8 @@ async def _call(settings: Settings, url: str, base: str, quiet: bool) -> dict[st
         ended = next(m for m in received if m["type"] == "call.ended")
         name = ringing["contacts"][0]["name"] if ringing["contacts"] else "nobody"
         _say(quiet, f"\nThe pop showed {name} for {ringing['display']}; the call lasted {ended['duration_s']} s.")
+        if keep:
+            await _keep(admin, account_id, base, quiet)
         return {"ok": True, "account_id": account_id, "received": received}
     finally:
         if account_id is not None:
