@@ -10,7 +10,7 @@ from aiohttp import web
 from hejcti import logs
 from hejcti.crm import KINDS
 from hejcti.errors import BadRequestError
-from hejcti.portal.common import PREFIX, back, posted, render, see_other, signed_in
+from hejcti.portal.common import PREFIX, back, posted, render, see_other, signed_in, twin
 from hejcti.sipgate import SipgateError
 
 log = logs.get("hejcti.portal")
@@ -26,6 +26,8 @@ async def page(request: web.Request, *, status: int = 200, error: str | None = N
     admin = ctx.deps.admin()
     shown = await admin.show_account(ctx.account_id)
     sipgate = await admin.sipgate_status(ctx.account_id)
+    if (data := twin(request, {"account": shown, "sipgate": sipgate})) is not None:
+        return data
     return await render(ctx, "account.html", status=status, account=shown, sipgate=sipgate, choices=CHOICES,
                         crm_names=CRM_NAMES, error=ctx.t(error) if error else None)
 
@@ -92,6 +94,7 @@ async def delete(request: web.Request) -> web.Response:
 
 def routes(r: web.UrlDispatcher) -> None:
     r.add_get("/account", page)
+    r.add_get("/account.json", page)
     r.add_post("/account/crm", set_crm)
     r.add_post("/account/webhooks", set_webhooks)
     r.add_post("/account/rotate", rotate)

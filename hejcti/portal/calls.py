@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from hejcti import phones
-from hejcti.portal.common import render, signed_in
+from hejcti.portal.common import render, signed_in, twin
 
 PER_PAGE = 25
 PAGES = 100 // PER_PAGE
@@ -47,9 +47,13 @@ async def page(request: web.Request) -> web.Response:
         number = 1
     found = await ctx.deps.admin().recent_calls(ctx.account_id, limit=PER_PAGE, offset=(number - 1) * PER_PAGE)
     pages = max(1, -(-found["total"] // PER_PAGE))
-    return await render(ctx, "calls.html", calls=[_call(r) for r in found["calls"]], page=min(number, pages),
+    calls = [_call(r) for r in found["calls"]]
+    if (data := twin(request, {"page": min(number, pages), "pages": pages, "calls": calls})) is not None:
+        return data
+    return await render(ctx, "calls.html", calls=calls, page=min(number, pages),
                         pages=pages)
 
 
 def routes(r: web.UrlDispatcher) -> None:
     r.add_get("/calls", page)
+    r.add_get("/calls.json", page)

@@ -141,6 +141,14 @@ async def render(ctx: Ctx, template: str, *, status: int = 200, **values: Any) -
     return response
 
 
+def twin(request: web.Request, data: dict[str, Any]) -> web.Response | None:
+    """The machine-readable twin of a page (``/portal/users.json`` beside ``/portal/users``), else None."""
+    if not request.path.endswith(".json"):
+        return None
+    return web.Response(text=json.dumps(data, default=str, ensure_ascii=False), content_type="application/json",
+                        headers={"Cache-Control": "no-store"})
+
+
 def see_other(location: str | Any) -> web.Response:
     """A 303 as a plain response, which may carry a cookie (an ``HTTPSeeOther`` may only be raised)."""
     return web.Response(status=303, headers={"Location": str(location)})

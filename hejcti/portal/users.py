@@ -17,7 +17,7 @@ from hejcti import logs
 from hejcti.crm import NO_CRM, adapter_class
 from hejcti.crm.base import Credentials, CrmError
 from hejcti.errors import BadRequestError
-from hejcti.portal.common import CRM_TOKEN_MAX, PREFIX, Ctx, back, posted, render, see_other, signed_in
+from hejcti.portal.common import CRM_TOKEN_MAX, PREFIX, Ctx, back, posted, render, see_other, signed_in, twin
 
 log = logs.get("hejcti.portal")
 CRM_TOKEN = "crm_token"  # the session cookie's key of the admin's CRM access token
@@ -62,6 +62,8 @@ async def page(request: web.Request, *, status: int = 200, error: str | None = N
         sessions = len(hub.sessions_for(ctx.account_id, (), [u["user_id"]])) if u["user_id"] else 0
         rows.append({**u, "sessions": sessions,
                      "proposal": _proposal(u.get("email"), crm_users) if crm_users and not u["crm_user"] else None})
+    if (data := twin(request, {"sipgate": overview["sipgate"], "users": rows})) is not None:
+        return data
     problem = {"not_connected": "users.sipgate_not_connected",
                "unavailable": "users.sipgate_unavailable"}.get(overview["sipgate"])
     return await render(ctx, "users.html", status=status, rows=rows, crm_users=crm_users,
@@ -134,6 +136,7 @@ async def crm_token(request: web.Request) -> web.Response:
 
 def routes(r: web.UrlDispatcher) -> None:
     r.add_get("/users", page)
+    r.add_get("/users.json", page)
     r.add_post("/users/enable", enable)
     r.add_post("/users/crm-token", crm_token)
     r.add_post("/users/{user_id}/disable", disable)

@@ -4,6 +4,7 @@ complete, and the pages' forms calling the account and user functions."""
 
 from __future__ import annotations
 
+import json
 import re
 
 from structlog.testing import capture_logs
@@ -107,9 +108,14 @@ async def test_an_admin_sees_only_their_own_account(harness):
             status, text, _ = await portal.post(path, {"crm_user": "stolen"})
             assert status == 404, path
             assert "not part of your account" in text
-        for path in (*PAGES, f"/portal/account?account={b['account_id']}", f"/portal/users/{b_user}"):
+        for path in (*PAGES, *(p + ".json" for p in PAGES), f"/portal/account?account={b['account_id']}",
+                     f"/portal/users/{b_user}"):
             page = await portal.get(path, status=404 if path.endswith(b_user) else 200)
             assert b["account_id"] not in page and "bravo-crm-user" not in page and "w7" not in page, path
+        twin = json.loads(await portal.get("/portal/account.json"))  # each page's machine-readable twin
+        assert twin["account"]["account_id"] == a["account_id"] and twin["sipgate"]["connected"] is False
+        assert json.loads(await portal.get("/portal/calls.json")) == {"page": 1, "pages": 1, "calls": []}
+        assert json.loads(await portal.get("/portal/users.json")) == {"sipgate": "not_connected", "users": []}
     users = (await harness.admin.list_users(b["account_id"]))["users"]
     assert users[0]["crm_user"] == "bravo-crm-user"
 
