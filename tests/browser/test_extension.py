@@ -16,13 +16,15 @@ from typing import Any
 
 import phonenumbers
 import pytest
+from aiohttp import web
 
 from hejcti.app import HUB
 from tests.browser.conftest import ARGS, ARTIFACTS
 from tests.e2e.test_crm_flow import answer
 from tests.e2e.test_fanout import hangup, new_call
+from tests.fakes import sugarcrm
 from tests.fakes.base import Running
-from tests.fakes.crm_oauth import CLIENT_ID, CLIENT_SECRET, FakeOAuth, OAuthState
+from tests.fakes.crm_oauth import CLIENT_ID, CLIENT_SECRET, FakeOAuth, OAuthState, password_grant
 from tests.fakes.hubspot import State, make_app
 from tests.fakes.sipgate import PAT, PAT_ID, FakeSipgate
 
@@ -275,6 +277,25 @@ async def test_sign_in_with_sipgate_colleagues_dial_and_a_transfer_on_one_card(m
     await wait_for(lambda: sipgate.state.placed)
     assert sipgate.state.placed[0]["caller"] == "e0" and sipgate.state.placed[0]["callee"] in ("+4921155500101", "11")
 
+    # tel: links on a site the user listed call through sipgate too
+    async def page_with_a_phone_link(_: web.Request) -> web.Response:
+        return web.Response(text='<a href="tel:+49%20211%2055500101">Grace</a>', content_type="text/html")
+
+    site = web.Application()
+    site.router.add_get("/", page_with_a_phone_link)
+    async with Running(site) as site_base:
+        options = await extension.open("ui/options.html")
+        await extension.ui(options.get_by_label("Sites, one a line").fill(site_base))
+        await extension.ui(options.locator("#tel-form").get_by_role("button", name="Save").click())
+        await extension.see("Saved.", page=options)
+        page = await extension.ui(extension.context.new_page())
+        await extension.ui(page.goto(site_base))
+        await extension.ui(page.get_by_role("link", name="Grace").click())
+        await wait_for(lambda: len(sipgate.state.placed) == 2)
+        assert sipgate.state.placed[1]["callee"] in ("+4921155500101", "+49 211 55500101")
+        await extension.ui(page.close())
+        await extension.ui(options.close())
+
     sipgate.state.set_online("e0", False)
     await extension.ui(extension.panel.get_by_role("button", name="Call Grace Hopper").click())
     await extension.see("Your sipgate phone is offline")
@@ -296,3 +317,32 @@ async def test_sign_in_with_sipgate_colleagues_dial_and_a_transfer_on_one_card(m
     await extension.see("Ringing")
     assert "Ringing" in await extension.card("Julia Schmidt")  # one card, ringing again for Ada
     await extension.shot("transferred")
+
+
+async def test_sugarcrm_sign_in_with_name_and_password(make_harness, extension):
+    crm = sugarcrm.State()
+    crm.tokens.clear()
+    crm.add_contact("s1", "Julia", "Schmidt", "+49 157 91234567", company="ACME GmbH")
+    app = sugarcrm.make_app(crm)
+    grants = password_grant(app, crm.tokens, "/rest/v11/oauth2/token")
+    async with Running(app) as base:
+        h = await make_harness()
+        acc = await h.account(crm="sugarcrm", crm_instance=base)
+        user = await h.admin.add_user(account_id=acc["account_id"], sipgate_user="w0")
+        await extension.sign_in_with_token(h.base, user["token"])
+        options = await extension.open("ui/options.html")
+        await extension.ui(options.get_by_label("Your company's CRM").select_option("sugarcrm"))
+        await extension.ui(options.get_by_label("Address of your CRM").fill(base))
+        await extension.ui(options.locator("#crm-form").get_by_role("button", name="Save").click())
+        for password in ("wrong", "pw"):
+            await extension.ui(options.get_by_label("CRM user name").fill("rep"))
+            await extension.ui(options.get_by_label("CRM password (not kept)").fill(password))
+            await extension.ui(options.locator("#crm-password").get_by_role("button", name="Sign in to the CRM").click())
+            await extension.see("CRM sign-in failed." if password == "wrong" else "Signed in to SugarCRM.", page=options)
+        await extension.shot("sugar-signed-in", page=options)
+        assert grants == ["password", "password"]
+        stored = await extension.ui((await extension.worker()).evaluate("chrome.storage.local.get(null)"))
+        assert "pw" not in json.dumps(stored)  # the tokens are kept, the password is not
+
+        await h.post(acc["url"], new_call("CG1"))
+        assert "ACME GmbH" in await extension.card("Julia Schmidt")

@@ -107,3 +107,34 @@ class FakeOAuth:
         if s.instance_url:
             answer["instance_url"] = answer["api_domain"] = s.instance_url
         return json_response(answer)
+
+
+def password_grant(app: web.Application, tokens: set[str], path: str, *, user: str = "rep",
+                   password: str = "pw", json_body: bool = True) -> list[str]:
+    """Give a fake CRM's app (SugarCRM ``/rest/v11/oauth2/token``, SuiteCRM ``/Api/access_token``) the password
+    and refresh grants of its instance; issued access tokens go into ``tokens``. Returns the grant types asked
+    for, in order. Added as the outermost middleware, ahead of the fake's own token check."""
+    grants: list[str] = []
+    refresh_tokens: set[str] = set()
+
+    @web.middleware
+    async def token_endpoint(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.method != "POST" or request.path != path:
+            return await handler(request)
+        body = await request.json() if json_body else dict(await request.post())
+        grants.append(str(body.get("grant_type")))
+        if body.get("grant_type") == "password" and (body.get("username"), body.get("password")) == (user, password):
+            pass
+        elif body.get("grant_type") == "refresh_token" and body.get("refresh_token") in refresh_tokens:
+            refresh_tokens.discard(body["refresh_token"])
+        else:
+            return json_response({"error": "invalid_grant", "error_description": "The user credentials were incorrect.",
+                                  "error_message": "Invalid credentials"}, 400)
+        access, refresh = f"acc-{next(_n)}-{secrets.token_urlsafe(8)}", f"ref-{next(_n)}-{secrets.token_urlsafe(8)}"
+        tokens.add(access)
+        refresh_tokens.add(refresh)
+        return json_response({"access_token": access, "expires_in": 3600, "token_type": "bearer",
+                              "refresh_token": refresh})
+
+    app.middlewares.insert(0, token_endpoint)
+    return grants
