@@ -182,6 +182,20 @@ async def error_page(request: web.Request, status: int, reason: str = "") -> web
     return await render(ctx, "error.html", status=status, message=ctx.t(_status_key(status, reason)))
 
 
+async def _gone(request: web.Request) -> web.Response | None:
+    """A session whose account was deleted meanwhile (by the CLI, or in another browser) ends: to the sign-in."""
+    ctx = await context(request)
+    if ctx.signed is None:
+        return None
+    try:
+        await ctx.deps.admin().show_account(ctx.account_id)
+        return None
+    except NotFoundError:
+        response = see_other(PREFIX + "/signin?m=signin.deleted")
+        await ctx.deps.sessions.end(request, response)
+        return response
+
+
 @web.middleware
 async def middleware(request: web.Request,
                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
@@ -193,7 +207,7 @@ async def middleware(request: web.Request,
     except web.HTTPException as e:
         response = await error_page(request, e.status, e.reason)
     except NotFoundError:
-        response = await error_page(request, 404)
+        response = await _gone(request) or await error_page(request, 404)
     except DatabaseUnavailableError:
         log.warning("portal.database_unavailable", path=request.path)
         response = await error_page(request, 503)

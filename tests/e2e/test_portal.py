@@ -256,3 +256,14 @@ async def test_with_sign_in_with_sipgate_the_token_form_is_gone(make_harness):
         status, _, _ = await portal.post("/portal/signin", {"account_id": acc["account_id"],
                                                              "admin_token": acc["admin_token"]})
         assert status == 404
+
+
+async def test_a_session_of_an_account_deleted_meanwhile_ends(harness):
+    acc = await harness.account()
+    async with browser() as http:
+        portal = Portal(harness, http)
+        await portal.sign_in(acc["account_id"], acc["admin_token"])
+        await harness.admin.delete_account(acc["account_id"])  # as `hejcti account delete` does
+        page = await portal.get("/portal/users")
+        assert "The account was deleted, and you are signed out." in page and "<h1>Sign in</h1>" in page
+        assert "<h1>Sign in</h1>" in await portal.get("/portal/account")
