@@ -16,7 +16,7 @@ const state = {
   server: null,
   me: null,
   crm: null, // {kind, subdomain|url, …} as set on the options page
-  crmState: "none", // none | signed_in | needed | refreshing
+  crmState: "none", // none | signed_in | needed | expired (a refresh was refused) | refreshing
   cards: calls.newCards(),
   search: { q: "", users: [], error: null },
   telSites: [],
@@ -49,7 +49,7 @@ function view() {
   return {
     status: state.status, notice: state.notice, server: state.server, me: state.me,
     crm: state.crm && { ...state.crm, clientSecret: undefined, label: info?.label, signIn: info?.signIn, state: state.crmState },
-    cards: state.cards.cards, search: state.search, telSites: state.telSites,
+    crmState: state.crmState, cards: state.cards.cards, search: state.search, telSites: state.telSites,
   };
 }
 
@@ -194,8 +194,7 @@ async function refreshCrm() {
     if (e instanceof CrmSignInError && e.kind === "refused") {
       crmTokens = null;
       await storage.remove("crmTokens");
-      state.crmState = "needed";
-      notice("crmSignInAgain", "error");
+      state.crmState = "expired"; // the panel's banner says so, with the way to the settings
     } else {
       state.crmState = "signed_in";
       notice("crmUnreachable", "error");
@@ -208,8 +207,9 @@ async function refreshCrm() {
 
 async function credentialsRequired(reason) {
   if (!crmTokens) {
-    state.crmState = needsCrmSignIn() ? "needed" : "none";
-    if (needsCrmSignIn()) notice("crmSignInNeeded", "error");
+    // the server needs a CRM token, whatever the options page says (or when no CRM was chosen there yet)
+    if (state.crmState !== "expired") state.crmState = "needed"; // the banner says so
+    render();
     return;
   }
   if (reason === "expired" && !(await refreshCrm())) return;

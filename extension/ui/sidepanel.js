@@ -31,7 +31,8 @@ function render(state) {
   $("who").textContent = whoText(state);
   $("who").dataset.status = state.status;
   showNotice($("notice"), state.notice);
-  $("crm-needed").hidden = !(signedIn && state.crm?.state === "needed");
+  $("crm-needed").hidden = !(signedIn && ["needed", "expired"].includes(state.crmState));
+  $("crm-needed-text").textContent = t(state.crmState === "expired" ? "crmSignInAgain" : "crmSignInNeeded");
   renderCards(state.cards);
   renderPeople(state.search);
 }

@@ -126,6 +126,7 @@ async def hubspot():
     crm.add_contact("51", "Julia", "Schmidt", phone="0157 91234567", owner="83210754", company_id="9001",
                     company="Acme GmbH")
     crm.add_contact("52", "Max", "Mustermann", phone="0211 5550100", company="Beispiel AG")
+    crm.add_contact("53", "Erika", "Musterfrau", phone="0211 5550199", company="Beispiel AG")
     crm.tokens.clear()  # only what the OAuth fake issues is good
     oauth = FakeOAuth(OAuthState(valid=crm.tokens))
     async with Running(make_app(crm)) as crm_base, Running(oauth.app()) as oauth_base:
@@ -195,6 +196,15 @@ async def test_sign_in_pop_note_renewal_and_revocation(make_harness, extension, 
     assert [r["grant_type"] for r in oauth.state.token_requests] == ["authorization_code", "refresh_token"]
     assert not await extension.ui(extension.panel.get_by_text("Sign in to your CRM").is_visible())
     await extension.shot("renewed")
+
+    # the CRM refuses the refresh token too: only then is the user asked to sign in to the CRM again
+    oauth.state.expire_all()
+    oauth.state.refresh_tokens.clear()
+    await h.post(acc["url"], new_call("CX3", frm="492115550199"))
+    await extension.see("Your CRM sign-in has expired. Please sign in to the CRM again.")
+    assert "Looking the caller up in the CRM" in await extension.card("Unknown caller")  # popped unresolved
+    assert [r["grant_type"] for r in oauth.state.token_requests][-1] == "refresh_token"
+    await extension.shot("crm-sign-in-again")
 
     # an administrator revokes the token: the panel says so and offers the sign-in again
     await h.admin.new_user_token(user["user_id"])
