@@ -86,6 +86,20 @@ class CallRecord:
     sipgate_user: str | None
     note: str | None = None
 
+    def scoped_key(self, sep: str = "-") -> str:
+        """The call's key for this end of it: ``key`` and ``direction``. Two Hej CTI accounts sharing one CRM
+        both see a call between them under the same sipgate xcid, one inbound, one outbound: each end's record
+        is its own, and a search for one never finds the other's."""
+        return f"{self.key}{sep}{self.direction}"
+
+    @property
+    def external_key(self) -> str:
+        """The key every CRM write carries where the CRM has a field for it (Salesforce ``CallObject``, HubSpot
+        ``hs_call_external_id``, Zendesk ``external_id`` and ``Idempotency-Key``; Sugar/Suite derive their
+        record id from ``scoped_key``): ``hejcti-<key>-<direction>``, prefixed so that ids other apps write
+        never look like ours, at most 255 characters (the direction is never cut off)."""
+        return f"hejcti-{self.key[:240]}-{self.direction}"
+
     @property
     def outcome(self) -> str:
         if self.voicemail:

@@ -6,8 +6,8 @@ Lookup: one ``POST /crm/v3/objects/contacts/search`` whose OR'ed filter groups c
 (the search API allows about five requests a second). Every hit is verified against the caller.
 Deep links need the portal id and UI domain: ``GET /account-info/v3/details``, once per adapter.
 Call records: a ``calls`` object associated with the contact (194) and its company (182), carrying the job's
-key in ``hs_call_external_id``; a retry after a lost answer first searches the calls for that key, so the
-call is not logged twice.
+key and the call's direction in ``hs_call_external_id`` (``CallRecord.external_key``); a retry after a lost
+answer first searches the calls for that key, so the call is not logged twice.
 """
 
 from __future__ import annotations
@@ -47,12 +47,6 @@ CALL_TO_CONTACT, CALL_TO_COMPANY = 194, 182
 #: where a call object keeps the job's key: a default calls property, the calling app's id for the call
 #: (HubSpot's recordings and transcriptions guide names the call by it)
 EXTERNAL_ID = "hs_call_external_id"
-
-
-def external_id(key: str) -> str:
-    """The job's key as written to ``hs_call_external_id``: prefixed, so that the ids other calling apps write
-    to that property never look like ours."""
-    return f"hejcti-{key}"
 
 
 class Adapter(CrmAdapter):
@@ -180,7 +174,7 @@ class Adapter(CrmAdapter):
             "hs_call_to_number": (ours if record.direction == "in" else theirs) or "",
             "hs_call_status": "COMPLETED" if record.answered or record.voicemail else "NO_ANSWER",
             "hs_call_disposition": DISPOSITION[record.outcome],
-            EXTERNAL_ID: external_id(record.key),
+            EXTERNAL_ID: record.external_key,
         }
         if record.owner:
             props["hubspot_owner_id"] = record.owner
@@ -215,7 +209,7 @@ class Adapter(CrmAdapter):
         # so the create is then most likely indexed; one created within seconds of the second search can
         # still be missed, and is then written a second time (logged as call.record.written).
         base = self.base_url(creds, API)
-        key = external_id(record.key)
+        key = record.external_key
         body = {"filterGroups": [{"filters": [{"propertyName": EXTERNAL_ID, "operator": "EQ", "value": key}]}],
                 "properties": [EXTERNAL_ID, "hs_call_body"],
                 "sorts": [{"propertyName": "hs_createdate", "direction": "ASCENDING"}], "limit": 10}

@@ -5,8 +5,9 @@
 unconverted Leads and Accounts with the number's digit-only forms (nothing to escape), every hit verified on
 its phone fields. Deep links in Lightning form (``https://acme.lightning.force.com/lightning/r/Contact/{id}/view``)
 for My Domain orgs, else ``{instance}/{id}``. Records: a Task with ``TaskSubtype: Call``; a note is appended to
-the Task's Description. A retry after a lost answer first asks for the Task by its ``CallObject`` (the job's key),
-so the call is not logged twice.
+the Task's Description. A retry after a lost answer first asks for the Task by its ``CallObject`` (the job's key and
+the call's direction, ``CallRecord.external_key``: the two ends of a call between two accounts sharing one org
+are a Task each), so the call is not logged twice.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ class Adapter(CrmAdapter):
             "TaskSubtype": "Call",
             "CallType": "Inbound" if record.direction == "in" else "Outbound",
             "CallDurationInSeconds": record.duration_s or 0,
-            "CallObject": record.key[:255],
+            "CallObject": record.external_key,
             "CallDisposition": record.outcome.capitalize(),
             "Status": "Completed",
             "ActivityDate": record.started_at.astimezone(UTC).date().isoformat(),
@@ -157,7 +158,7 @@ class Adapter(CrmAdapter):
     async def find_logged(self, record: CallRecord, creds: Credentials | None) -> LoggedRecord | None:
         # CallObject, the CTI call identifier (reference §1.5), holds the job's key: a filterable Task field
         base = self.base_url(creds)
-        key = record.key[:255].replace("\\", "\\\\").replace("'", "\\'")  # SOQL string quoting
+        key = record.external_key.replace("\\", "\\\\").replace("'", "\\'")  # SOQL string quoting
         soql = f"SELECT Id, Description FROM Task WHERE CallObject = '{key}' ORDER BY CreatedDate LIMIT 1"  # noqa: S608  # SOQL to Salesforce, the key quoted
         data = await self.request("GET", f"{base}/services/data/{VERSION}/query/", creds=creds, params={"q": soql},
                                   budget=10)

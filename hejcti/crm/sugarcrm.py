@@ -55,8 +55,9 @@ MIN_FOLLOW_UP_S = 0.05
 
 def record_uuid(record: CallRecord) -> str:
     """The id of the call's record in the CRM: the same on every attempt of its job. The direction is part of
-    it, so the two ends of a call between two sipgate accounts that share one CRM get a record each."""
-    return str(uuid.uuid5(RECORDS, f"{record.key}\n{record.direction}"))
+    it (``CallRecord.scoped_key``), so the two ends of a call between two sipgate accounts that share one CRM
+    get a record each."""
+    return str(uuid.uuid5(RECORDS, record.scoped_key("\n")))
 
 
 class SearchUnavailableError(CrmPermanentError):

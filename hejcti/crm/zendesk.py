@@ -13,9 +13,10 @@ no Talk Partner Edition or Marketplace app), requested by the caller, assigned t
 ``cti_call``; a note is another private comment on that ticket. A user whose number is their organization's
 shared one (``shared_phone_number``) ranks after people reached on a number of their own.
 
-Written once: the create carries the idempotency key ``hejcti-<call key>`` (ticketing API, "Idempotency": the
-same key and body within two hours get the first answer again, no second ticket) and the same string as the
-ticket's ``external_id``. A retry sends exactly the first body (the job keeps the note to its first head);
+Written once: the create carries the idempotency key ``hejcti-<call key>-<direction>``
+(``CallRecord.external_key``; ticketing API, "Idempotency": the same key and body within two hours get the
+first answer again, no second ticket) and the same string as the ticket's ``external_id``. The direction makes the two ends of one call (two
+accounts sharing this Zendesk, one inbound, one outbound, the same sipgate xcid) a ticket each. A retry sends exactly the first body (the job keeps the note to its first head);
 the same key with another body is Zendesk's 400 ``IdempotentRequestError``, read as "created already": the
 ticket is found by its ``external_id`` (``GET /api/v2/tickets.json?external_id=``, "List Tickets"), as
 ``find_logged`` finds it before any retry of the job.
@@ -115,7 +116,7 @@ class Adapter(CrmAdapter):
                  f"Line: {phones.display(record.own_number, self.region) or '–'}", f"Started: {started}"]
         if record.note:  # last, so that a ticket found again shows by its end how much of the note it holds
             lines += ["", record.note]
-        key = record_key(record)
+        key = record.external_key
         ticket: dict[str, Any] = {
             "subject": record.subject(self.region),
             "comment": {"body": "\n".join(lines), "public": False},
@@ -149,7 +150,7 @@ class Adapter(CrmAdapter):
         external id reads the tickets themselves, not the search index, which lags by minutes); its
         ``description`` (the first comment) is the body."""
         base = self.base_url(creds)
-        key = record_key(record)
+        key = record.external_key
         data = await self.request("GET", f"{base}/api/v2/tickets.json", creds=creds, budget=10,
                                   params={"external_id": key})
         tickets = data.get("tickets") if isinstance(data, dict) else None
@@ -176,11 +177,6 @@ IDEMPOTENT_REQUEST_ERROR = "IdempotentRequestError"
 
 class KeyUsedError(CrmPermanentError):
     """400 ``IdempotentRequestError``: the key has made a ticket already, from another body."""
-
-
-def record_key(record: CallRecord) -> str:
-    """The call's key as the idempotency key and the ticket's external_id (at most 255 characters)."""
-    return f"hejcti-{record.key}"[:255]
 
 
 def _int(value: str) -> int | str:

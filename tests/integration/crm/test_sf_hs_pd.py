@@ -102,7 +102,7 @@ async def test_call_record_content_matches_the_vendor_request(crm, scenario):
         assert body["CallType"] == ("Inbound" if inbound else "Outbound")
         assert body["CallDurationInSeconds"] == (154 if answered else 0)
         assert body["CallDisposition"] == ("Answered" if answered else "Missed")
-        assert body["CallObject"] == "xc1" and body["ActivityDate"] == "2025-11-24"
+        assert body["CallObject"] == f"hejcti-xc1-{'in' if inbound else 'out'}" and body["ActivityDate"] == "2025-11-24"
         assert body["WhoId"] == contact.id
         assert body.get("WhatId") == (None if contact.kind == "lead" else spec.company_id)
         assert body["OwnerId"] == spec.owner

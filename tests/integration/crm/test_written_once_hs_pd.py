@@ -109,7 +109,7 @@ async def test_hubspot_finds_by_the_key_only(served):
     (contact,) = await crm.lookup(CALLER, GOOD)
     record = call(contact)
     logged = await crm.log_call(record, GOOD)
-    assert state.calls[logged.record_id]["properties"]["hs_call_external_id"] == "hejcti-xc1"
+    assert state.calls[logged.record_id]["properties"]["hs_call_external_id"] == "hejcti-xc1-in"
     assert await crm.find_logged(replace(record, key="xc2"), GOOD) is None  # another call's key
     assert await crm.find_logged(replace(record, key="XC1"), GOOD) is None  # the key exactly
     assert (await crm.find_logged(replace(record, started_at=START + timedelta(hours=1)), GOOD)).record_id == \
@@ -117,6 +117,22 @@ async def test_hubspot_finds_by_the_key_only(served):
     before = state.count("POST", "/calls/search")
     assert await crm.find_logged(call(contact, key="xc9"), GOOD) is None
     assert state.count("POST", "/calls/search") - before == 2  # a miss is asked once more, then no more
+
+
+@pytest.mark.parametrize("kind", ["hubspot", "salesforce"])
+async def test_the_two_ends_of_one_call_get_a_record_each(served, kind):
+    """Two Hej CTI accounts sharing one CRM both see a call between them under the same xcid, one inbound,
+    one outbound: the key written (HubSpot ``hs_call_external_id``, Salesforce ``CallObject``) is the key and
+    the direction, so each end's search finds its own record, never the other end's."""
+    state, crm = served
+    inbound = call(None, key="xc-shared")
+    outbound = replace(inbound, direction="out")
+    first = await crm.log_call(inbound, GOOD)
+    assert await crm.find_logged(outbound, GOOD) is None
+    second = await crm.log_call(outbound, GOOD)
+    assert second.record_id != first.record_id and len(state.created) == 2
+    assert (await crm.find_logged(inbound, GOOD)).record_id == first.record_id
+    assert (await crm.find_logged(outbound, GOOD)).record_id == second.record_id
 
 
 @pytest.mark.parametrize("kind", ["hubspot"])
@@ -207,7 +223,7 @@ async def test_hubspot_reads_the_documented_search_answer():
     assert found is not None and found.record_id == "46203421009" and found.body.endswith("Wants the offer.")
     assert found.url == "https://app-eu1.hubspot.com/contacts/62515/record/0-48/46203421009"
     assert sent[0].kwargs["json"]["filterGroups"] == [
-        {"filters": [{"propertyName": "hs_call_external_id", "operator": "EQ", "value": "hejcti-xc1"}]}]
+        {"filters": [{"propertyName": "hs_call_external_id", "operator": "EQ", "value": "hejcti-xc1-in"}]}]
 
 
 async def test_pipedrive_reads_the_documented_list_answer():

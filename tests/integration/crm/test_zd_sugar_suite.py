@@ -145,7 +145,7 @@ async def test_zendesk_ticket_is_option_c_of_the_reference(zd):
     await zd.adapter.log_call(call("out", True, julia, agent), GOOD)
     answered, missed, outbound = (dict(t) for t in s.created)
     assert [t["external_id"] for t in (answered, missed, outbound)] == [  # how a retry finds its ticket
-        "hejcti-xc-inTrue", "hejcti-xc-inFalse", "hejcti-xc-outTrue"]
+        "hejcti-xc-inTrue-in", "hejcti-xc-inFalse-in", "hejcti-xc-outTrue-out"]
     for t in (answered, missed, outbound):
         assert set(t) - {"id", "comments"} == {"subject", "requester_id", "assignee_id", "tags", "comment",
                                                "external_id"}
@@ -435,4 +435,4 @@ async def test_zendesk_create_whose_answer_is_lost_is_sent_again_under_its_key(z
     assert zd.state.count("POST", "/api/v2/tickets.json") == 2  # sent again after the 502
     (ticket,) = zd.state.created
     assert logged.record_id == str(ticket["id"])
-    assert set(zd.state.keyed) == {"hejcti-xc-inTrue"}
+    assert set(zd.state.keyed) == {"hejcti-xc-inTrue-in"}

@@ -78,7 +78,7 @@ async def test_a_retry_sends_the_first_body_and_the_note_typed_meanwhile_follows
     zd.state.refuse_lists = 1
     with capture_logs() as logs:
         await again(pool, r)
-    assert zd.state.count("GET", "/api/v2/tickets.json?external_id=hejcti-ZD1") == 1
+    assert zd.state.count("GET", "/api/v2/tickets.json?external_id=hejcti-ZD1-in") == 1
     assert len(zd.posts()) == 5 and all(body == zd.posts()[0] for body in zd.posts())  # the same request
     assert not [e for e in logs if e["event"] == "call.record.failed"]
     row = await job(pool)
@@ -192,3 +192,23 @@ async def test_a_user_on_the_shared_number_ranks_after_a_direct_one(zd):
     got = await zd.adapter.lookup(CALLER, GOOD)
     assert [c.id for c in got] == ["502", "501"]
     assert [c.shared_phone for c in got] == [False, True]
+
+
+# --------------------------------------------------------------- the key is the call's end: key and direction
+
+
+async def test_the_two_ends_of_one_call_get_a_ticket_each(zd):
+    """Two Hej CTI accounts sharing one Zendesk both see a call between them under the same xcid, one
+    inbound, one outbound: each end's ticket is its own (another external_id and Idempotency-Key), and the
+    search for one end's ticket never finds the other's."""
+    inbound = replace(call("in", True, None, None), key="xc-shared")
+    outbound = replace(inbound, direction="out")
+    assert await zd.adapter.find_logged(inbound, GOOD) is None
+    first = await zd.adapter.log_call(inbound, GOOD)
+    assert await zd.adapter.find_logged(outbound, GOOD) is None
+    second = await zd.adapter.log_call(outbound, GOOD)
+    assert second.record_id != first.record_id and len(zd.state.tickets) == 2
+    assert {t["external_id"] for t in zd.state.tickets.values()} == {"hejcti-xc-shared-in", "hejcti-xc-shared-out"}
+    assert set(zd.state.keyed) == {"hejcti-xc-shared-in", "hejcti-xc-shared-out"}
+    assert (await zd.adapter.find_logged(inbound, GOOD)).record_id == first.record_id
+    assert (await zd.adapter.find_logged(outbound, GOOD)).record_id == second.record_id
