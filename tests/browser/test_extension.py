@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 
 from hejcti.app import HUB
+from hejcti.sipgate import Credential, SipgateClient
 from tests.browser.conftest import ARGS, ARTIFACTS
 from tests.e2e.test_crm_flow import answer
 from tests.e2e.test_fanout import hangup, new_call
@@ -356,3 +357,36 @@ async def test_sugarcrm_sign_in_with_name_and_password(make_harness, extension):
 
         await h.post(acc["url"], new_call("CG1"))
         assert "ACME GmbH" in await extension.card("Julia Schmidt")
+
+
+async def test_transfer_and_hang_up_from_the_side_panel(make_harness, extension, sipgate):
+    h = await make_harness(sipgate_api_url=sipgate.api_url, sipgate_cache_ttl_s=0)
+    acc = await h.account()
+    await h.admin.connect_sipgate(acc["account_id"], token_id=PAT_ID, token=PAT)
+    await h.admin.configure_webhooks(acc["account_id"])
+    await extension.sign_in_with_token(h.base, await h.user(acc["account_id"], "w0"))
+    grace = SipgateClient(h.http, Credential.pat(PAT_ID, PAT), base_url=sipgate.api_url)
+    sipgate.state.manual = True
+
+    await grace.dial("e1", sipgate.state.number_of("w0"))  # Grace calls Ada, who hangs up while it rings
+    sipgate.release(2)  # the two newCalls
+    await extension.see("Ringing")
+    await extension.ui(extension.panel.get_by_role("button", name="Hang up").click())
+    await wait_for(lambda: sipgate.state.hangups)
+    sipgate.release(2)  # both legs' hangups
+    await extension.see("Missed")
+    await extension.ui(extension.panel.get_by_role("button", name="Remove").click())
+
+    out_leg = await grace.dial("e1", sipgate.state.number_of("w0"))  # she calls again; Ada answers
+    ada_leg = sipgate.state.sessions[out_leg][1].call_id
+    sipgate.release(4)
+    await extension.see("Answered ·")
+    await extension.ui(extension.panel.get_by_label("Search colleagues").fill("jürgen"))
+    await extension.ui(extension.panel.get_by_role("button", name="Transfer the call to Jürgen Müller").click())
+    await extension.see("Transferring…")
+    await wait_for(lambda: sipgate.state.transfers)
+    assert sipgate.state.transfers == [(ada_leg, {"attended": False, "phoneNumber": "+" + sipgate.state.number_of("w2")})]
+    sipgate.release(20)
+    await sipgate.settled()
+    await extension.see("Ended")
+    await extension.shot("transferred-to-juergen")
