@@ -6,9 +6,15 @@ import hashlib
 import hmac
 import secrets
 
+#: the start of every token Hej CTI issues: never a "-" that a command line would read as a flag (about one
+#: in 64 of the bare base64url strings began with one, and `hejcti listen --token -x…` then failed), and a
+#: string that secret scanners and people can recognise
+PREFIX = "hct_"
+
 
 def new() -> str:
-    return secrets.token_urlsafe(32)
+    """32 random bytes, base64url, behind ``PREFIX``."""
+    return PREFIX + secrets.token_urlsafe(32)
 
 
 def digest(token: str) -> bytes:
