@@ -36,11 +36,17 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"hejcti: {message} (see '{self.prog} --help')\n")
 
 
-def _settings_parent() -> argparse.ArgumentParser:
-    p = Parser(add_help=False)
+def _settings_group(p: argparse.ArgumentParser) -> None:
+    """The settings as flags. SUPPRESS: one given before the command (``hejcti --port 8081 account list``) is not
+    reset by the command's own parser, which only sets what is given after it."""
     g = p.add_argument_group("settings (each also HEJCTI_<NAME>; a flag wins)")
     for name in SETTING_FLAGS:  # --host/--port: where serve listens, and where simulate-call and listen connect
-        g.add_argument("--" + name.replace("_", "-"), dest=name, default=None, metavar=name.upper())
+        g.add_argument("--" + name.replace("_", "-"), dest=name, default=argparse.SUPPRESS, metavar=name.upper())
+
+
+def _settings_parent() -> argparse.ArgumentParser:
+    p = Parser(add_help=False)
+    _settings_group(p)
     # SUPPRESS: a --json given before the command (``hejcti --json account list``) is not reset to False here
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                    help="print exactly one JSON object on stdout")
@@ -52,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="hejcti", description="Hej CTI: sipgate calls to CRM screen-pops")
     parser.add_argument("--version", action="version", version=f"hejcti {__version__}")
     parser.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    _settings_group(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("serve", parents=[common], help="run the server")
@@ -259,7 +266,7 @@ def _client_base(args: argparse.Namespace, settings: Settings) -> str:
     if args.url:
         return str(args.url).rstrip("/")
     return default_base(settings.host, settings.port, settings.public_url,
-                        address_given=args.host is not None or args.port is not None)
+                        address_given=getattr(args, "host", None) is not None or getattr(args, "port", None) is not None)
 
 
 def _human(result: dict[str, Any]) -> str:

@@ -51,6 +51,16 @@ async def test_migrate_is_safe_to_run_again(env):
         assert one_json(await hejcti(env, "migrate", "--json")) == {"migrated": True}
 
 
+async def test_settings_flags_may_come_before_the_command(env):
+    """`hejcti --port 8081 --json account create …`: a setting given before the command counts, as after it."""
+    created = one_json(await hejcti(env, "--port", "18123", "--json", "account", "create", "--name", "Early",
+                                    "--crm", "hubspot"))
+    assert created["webhook_url"].startswith("http://127.0.0.1:18123/webhooks/sipgate/")
+    shown = one_json(await hejcti(env, "--public-url", "https://cti.example", "account", "show",
+                                  created["account_id"], "--json"))
+    assert shown["webhook_url"].startswith("https://cti.example/webhooks/sipgate/")
+
+
 async def test_json_may_come_before_the_command(env):
     created = one_json(await hejcti(env, "--json", "account", "create", "--name", "Early", "--crm", "hubspot"))
     listed = one_json(await hejcti(env, "--json", "account", "list"))
