@@ -358,6 +358,15 @@ async def test_sugarcrm_sign_in_with_name_and_password(make_harness, extension):
         await h.post(acc["url"], new_call("CG1"))
         assert "ACME GmbH" in await extension.card("Julia Schmidt")
 
+        # sign-out forgets every token, Hej CTI's and the CRM's
+        assert {"token", "crmTokens"} <= set(stored)
+        await extension.ui(extension.panel.get_by_role("button", name="Sign out").click())
+        await extension.see("Signed out. Every token is forgotten.")
+        stored = await extension.ui((await extension.worker()).evaluate("chrome.storage.local.get(null)"))
+        assert not {"token", "crmTokens"} & set(stored) and stored["crm"] == {"kind": "sugarcrm", "url": base,
+                                                                             "platform": "hejcti"}
+        assert await extension.ui(extension.panel.get_by_role("article").count()) == 0
+
 
 async def test_transfer_and_hang_up_from_the_side_panel(make_harness, extension, sipgate):
     h = await make_harness(sipgate_api_url=sipgate.api_url, sipgate_cache_ttl_s=0)
