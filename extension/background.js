@@ -8,6 +8,7 @@ import { Socket } from "./socket.js";
 import { CRMS, CrmSignInError, needsRefresh } from "./crm.js";
 import { crmRefresh, crmSignIn, pastedToken, serverBase, signInWithSipgate } from "./auth.js";
 import * as calls from "./calls.js";
+import { registerTel } from "./sites.js";
 import { onPopClicked, pop, unpop, unpopAll } from "./ui/notifications.js";
 
 const state = {
@@ -35,7 +36,7 @@ async function init() {
   state.crmState = crmTokens ? "signed_in" : needsCrmSignIn() ? "needed" : "none";
   const token = await storage.get("token");
   if (state.server && token) startSocket(token);
-  await registerTel();
+  await registerTel(state.telSites);
 }
 
 function needsCrmSignIn() {
@@ -154,10 +155,31 @@ async function onMessage(msg) {
   state.cards = cards;
   await storage.set("calls", cards.cards);
   if (cards.lastSeq !== null) await storage.set("lastSeq", cards.lastSeq);
-  if (card && (change === "new" || change === "joined") && card.direction === "in") await pop(card);  // one id a card
+  if (card && change === "new" && !card.contacts.length && card.number && !card.colleague) {
+    render();
+    await nameColleague(card.key, card.number); // an internal call: a colleague, not an unknown caller
+  }
+  const shown = state.cards.cards.find((c) => c.key === card?.key) || card;
+  if (shown && (change === "new" || change === "joined") && shown.direction === "in") await pop(shown); // one id a card
   if (card && msg.type === "call.resolved" && card.state === "ringing") await pop(card);
   if (card && msg.type === "call.ended" && card.state === "ended") unpop(card);
   render();
+}
+
+/** The colleague whose sipgate number this is (from `directory.search`), onto the card; nothing when sipgate
+ * is not connected or the number is nobody's. */
+async function nameColleague(key, number) {
+  let reply;
+  try {
+    reply = await socket.request({ type: "directory.search", q: number, limit: 2 }, 2000);
+  } catch {
+    return;
+  }
+  const match = reply.type === "directory.result" ? reply.users.filter((u) => (u.numbers || []).includes(number)) : [];
+  if (match.length !== 1) return;
+  const { name, extension } = match[0];
+  state.cards = calls.setColleague(state.cards, key, { name: name || match[0].email, extension });
+  await storage.set("calls", state.cards.cards);
 }
 
 // -- the pop (ui/notifications.js) --------------------------------------------------------------------------
@@ -350,7 +372,7 @@ async function intent(m) {
     case "telSites":
       state.telSites = m.sites;
       await storage.set("telSites", m.sites);
-      await registerTel();
+      await registerTel(state.telSites);
       return notice("saved");
     case "reconnect":
       return render();
@@ -365,21 +387,7 @@ function setNote(key, note) {
   render();
 }
 
-// -- tel: links ---------------------------------------------------------------------------------------------
-
-/** tel.js runs only on the sites the user allowed (each an optional host permission granted on the options
- * page), registered here. */
-async function registerTel() {
-  const granted = [];
-  for (const site of state.telSites) {
-    if (await chrome.permissions.contains({ origins: [site] })) granted.push(site);
-  }
-  const existing = await chrome.scripting.getRegisteredContentScripts({ ids: ["tel"] });
-  if (existing.length) await chrome.scripting.unregisterContentScripts({ ids: ["tel"] });
-  if (granted.length) {
-    await chrome.scripting.registerContentScripts([{ id: "tel", matches: granted, js: ["tel.js"], runAt: "document_idle", persistAcrossSessions: true }]);
-  }
-}
+// -- tel: links (tel.js runs on the sites the user allowed; sites.js registers it) ---------------------------
 
 chrome.runtime.onMessage.addListener((message, sender, respond) => {
   if (message?.intent !== "dial" || !sender.tab) return false;

@@ -41,7 +41,7 @@ export function apply(state, event, now = Date.now()) {
         key: event.call_id, legs: {}, seqs: [], direction: event.direction, number: event.number ?? null,
         display: event.display ?? null, anonymous: !!event.anonymous, contacts: event.contacts || [],
         resolved: event.resolved !== false, at: event.at || new Date(now).toISOString(), answeredAt: null,
-        endedAt: null, duration_s: null, cause: null, by: null, voicemail: false, logged: null,
+        endedAt: null, duration_s: null, cause: null, by: null, voicemail: false, logged: null, colleague: null,
         note: { status: "idle" }, state: "ringing",
       };
       next.cards.unshift(card);
@@ -84,6 +84,11 @@ export function noteCallId(card) {
 
 export function setNote(state, key, note) {
   return { ...state, cards: state.cards.map((c) => (c.key === key ? { ...c, note } : c)) };
+}
+
+/** A caller with no CRM contact who is a colleague (a sipgate user of the account): name and extension. */
+export function setColleague(state, key, colleague) {
+  return { ...state, cards: state.cards.map((c) => (c.key === key && !c.contacts.length ? { ...c, colleague } : c)) };
 }
 
 export function dismiss(state, key) {

@@ -10,6 +10,7 @@ export function popText(card) {
   const best = card.contacts[0];
   const number = card.display || card.number || "";
   if (best) return { title: best.name || number, message: [best.company, number].filter(Boolean).join(" · ") };
+  if (card.colleague) return { title: card.colleague.name, message: [t("colleague"), number].join(" · ") };
   if (card.anonymous || !card.number) return { title: t("anonymous"), message: "" };
   return { title: t("unknownCaller"), message: number };
 }

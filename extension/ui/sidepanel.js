@@ -93,8 +93,10 @@ function fillCard(n, card) {
   const best = card.contacts[0];
   const number = card.display || card.number || "";
   const out = card.direction === "out";
-  n.title.textContent = best?.name || (card.anonymous || !card.number ? t("anonymous") : out ? number : t("unknownCaller"));
-  n.sub.textContent = [best?.company, best || !out ? number : null, t(out ? "outgoing" : "incoming")].filter(Boolean).join(" · ");
+  const who = best?.name || card.colleague?.name;
+  n.title.textContent = who || (card.anonymous || !card.number ? t("anonymous") : out ? number : t("unknownCaller"));
+  const company = best?.company || (card.colleague ? t("colleague") : null);
+  n.sub.textContent = [company, who || !out ? number : null, t(out ? "outgoing" : "incoming")].filter(Boolean).join(" · ");
   n.root.dataset.state = card.state;
   n.state.textContent = stateText(card);
   n.lookup.hidden = card.resolved;
