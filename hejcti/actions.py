@@ -2,13 +2,14 @@
 ``call.transfer`` and ``call.hangup``.
 
 They run in the session's own message handling, never on the webhook path or in the fan-out. Each runs as a
-task of its own, so that a slow sipgate (5 s a request, reads retried) never holds up the session's other
-messages (a ``ping`` is answered at once); at most ``concurrency`` of a session's actions talk to sipgate at
-a time, and a session with ``backlog`` actions unanswered gets ``busy`` for a further one at once. A session's
-actions are cancelled when it ends.
+task of its own, so that a slow sipgate never holds up the session's other messages (a ``ping`` is answered
+at once), and has ``sipgate_timeout_s`` (5 s) in all, however many requests and retries it makes; at most
+``concurrency`` of a session's actions talk to sipgate at a time, and a session with ``backlog`` actions
+unanswered gets ``busy`` for a further one at once. A session's actions are cancelled when it ends.
 
-Live user data (names, emails, numbers, devices) comes through ``SipgateAccounts.users``: at most 60 s old, one
-``/users`` fetch per account however many sessions ask at once, memory only. Who is on the phone comes from
+Live user data (names, emails, numbers) comes through ``SipgateAccounts.users``: at most 60 s old, one
+``/users`` and one ``/numbers`` fetch per account however many sessions ask at once, memory only; a user's
+devices only for ``me`` and ``call.dial``, that user's alone. Who is on the phone comes from
 the ``calls`` table, which every process writes, in one query per search. Whose a call is, for transfer and
 hangup, comes from there too.
 
@@ -96,17 +97,20 @@ class Actions:
         session.send_json(reply)
 
     async def answer(self, session: Session, m: Action) -> dict[str, Any]:
-        """The reply to one action: its result, or an ``error`` with the client's id."""
+        """The reply to one action: its result, or an ``error`` with the client's id. The whole action, however
+        many requests it makes, has ``sipgate_timeout_s`` (CONTRACT §5.1: timeouts are sipgate_unavailable)."""
+        limit = self.settings.sipgate_timeout_s
+        deadline = asyncio.timeout(limit)
         try:
-            if isinstance(m, protocol.Me):
-                return await self.me(session, m)
-            if isinstance(m, protocol.DirectorySearch):
-                return await self.search(session, m)
-            if isinstance(m, protocol.CallDial):
-                return await self.dial(session, m)
-            if isinstance(m, protocol.CallTransfer):
-                return await self.transfer(session, m)
-            return await self.hangup(session, m)
+            async with deadline:
+                return await self._dispatch(session, m)
+        except TimeoutError:
+            if deadline.expired():
+                out = {"type": "error", "code": "sipgate_unavailable",
+                       "message": f"sipgate did not answer within {limit:g} s"}
+            else:
+                log.exception("sipgate.action.crashed", session=session.id, account=session.account_id, kind=m.type)
+                out = {"type": "error", "code": "internal_error", "message": "the server failed; try again"}
         except ActionError as e:
             out = {"type": "error", "code": e.code, "message": str(e)}
         except SipgateError as e:
@@ -124,14 +128,26 @@ class Actions:
                  code=out["code"], status=out.get("status"))
         return protocol.reply(out.pop("type"), m.id, **out)
 
+    async def _dispatch(self, session: Session, m: Action) -> dict[str, Any]:
+        if isinstance(m, protocol.Me):
+            return await self.me(session, m)
+        if isinstance(m, protocol.DirectorySearch):
+            return await self.search(session, m)
+        if isinstance(m, protocol.CallDial):
+            return await self.dial(session, m)
+        if isinstance(m, protocol.CallTransfer):
+            return await self.transfer(session, m)
+        return await self.hangup(session, m)
+
     # -- the actions ---------------------------------------------------------------------------------------
 
     async def me(self, session: Session, m: protocol.Me) -> dict[str, Any]:
         user = await self._own(session)
+        devices = await self.sipgate.devices(session.account_id, user.id)
         return protocol.reply("me", m.id, user={
             "id": user.id, "name": user.user.name or None, "email": user.user.email, "admin": user.user.admin,
             "numbers": user.e164s,
-            "devices": [{"id": d.id, "alias": d.alias, "type": d.type, "online": d.online} for d in user.devices],
+            "devices": [{"id": d.id, "alias": d.alias, "type": d.type, "online": d.online} for d in devices],
         }, crm_user=session.crm_user)
 
     async def search(self, session: Session, m: protocol.DirectorySearch) -> dict[str, Any]:

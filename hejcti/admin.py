@@ -237,24 +237,31 @@ class Admin:
 
     async def list_users_live(self, account_id: str) -> dict[str, Any]:
         """``list_users`` with each user's name, email and extension fetched live from sipgate (never stored).
-        Without a connection, or while sipgate fails, the stored list alone, and ``sipgate`` says why."""
+        Without a connection, or while sipgate fails, the stored list alone, and ``sipgate`` says why
+        (``sipgate_error`` in words)."""
         out = await self.list_users(account_id)
-        live: dict[str, LiveUser] = {}
-        try:
-            async with opened(self.store, self.settings, self.sipgate) as sg:
-                live = {u.id: u for u in await sg.users(account_id)}
-            out["sipgate"] = "connected"
-        except SipgateNotConnectedError:
-            out["sipgate"] = "not_connected"
-        except (SipgateError, CredentialDecryptError) as e:
-            out["sipgate"] = "unavailable"
-            out["sipgate_error"] = str(e)
+        live = await self._live_users(account_id, out)
         for user in out["users"]:
             found = live.get(user["sipgate_user"])
             user["name"] = (found.user.name or None) if found else None
             user["email"] = found.user.email if found else None
             user["extension"] = found.extension if found else None
         return out
+
+    async def _live_users(self, account_id: str, out: dict[str, Any]) -> dict[str, LiveUser]:
+        """The account's sipgate users by id; ``out["sipgate"]`` (and ``sipgate_error``) says how that went."""
+        try:
+            async with opened(self.store, self.settings, self.sipgate) as sg:
+                live = {u.id: u for u in await sg.users(account_id)}
+            out["sipgate"] = "connected"
+            return live
+        except SipgateNotConnectedError as e:
+            out["sipgate"] = "not_connected"
+            out["sipgate_error"] = str(e)
+        except (SipgateError, CredentialDecryptError) as e:
+            out["sipgate"] = "unavailable"
+            out["sipgate_error"] = str(e)
+        return {}
 
     # -- Sign in with sipgate (CONTRACT §8): the sign-in calls these; the portal and the CLI see the same rows ----
 
@@ -336,19 +343,18 @@ class Admin:
     async def users_overview(self, account_id: str) -> dict[str, Any]:
         """The account's sipgate users fetched live (name, email, extension; never stored) joined with its users
         table: one row per sipgate user, enabled or not (``user_id`` None), then users sipgate no longer lists."""
-        out = await self.list_users_live(account_id)
+        out = await self.list_users(account_id)
+        live = await self._live_users(account_id, out)
         stored = {u["sipgate_user"]: u for u in out["users"]}
         rows: list[dict[str, Any]] = []
-        if out["sipgate"] == "connected":
-            async with opened(self.store, self.settings, self.sipgate) as sg:
-                live = await sg.users(account_id)  # cached: the same answer list_users_live just had
-            for found in live:
-                user = stored.pop(found.id, None)
-                rows.append({"sipgate_user": found.id, "user_id": user["user_id"] if user else None,
-                             "crm_user": user["crm_user"] if user else None, "name": found.user.name or None,
-                             "email": found.user.email, "extension": found.extension, "in_sipgate": True})
+        for found in live.values():
+            user = stored.pop(found.id, None)
+            rows.append({"sipgate_user": found.id, "user_id": user["user_id"] if user else None,
+                         "crm_user": user["crm_user"] if user else None, "name": found.user.name or None,
+                         "email": found.user.email, "extension": found.extension, "in_sipgate": True})
         for user in stored.values():
-            rows.append({**user, "in_sipgate": out["sipgate"] != "connected"})
+            rows.append({**user, "name": None, "email": None, "extension": None,
+                         "in_sipgate": out["sipgate"] != "connected"})
         return {"account_id": account_id, "sipgate": out["sipgate"], "users": rows}
 
     async def account_user(self, account_id: str, user_id: str) -> dict[str, Any]:

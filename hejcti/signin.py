@@ -12,7 +12,8 @@ and asks sipgate who signed in: the account is ``masterSipId``, the user ``sub``
   gets the portal's session cookie (websession.py).
 - ``extension``: any user of a connected account. The user is added if missing and issued a new token, handed
   to the extension as ``redirect_uri#token=…``; ``redirect_uri`` is checked when the flow starts. The user's
-  own sipgate tokens are dropped, unless they are an admin whose tokens the account's credential already is.
+  own sipgate tokens are dropped, unless they are an admin whose tokens the account's credential already is,
+  or an admin of an account whose credential sipgate rejected (their sign-in connects it again).
 
 Every refusal is a plain page (German or English) with its status, and one dotted log event without tokens.
 """
@@ -290,15 +291,22 @@ class SignIn:
 
     async def _renew_own_credential(self, account_id: str, credential: Credential, client: SipgateClient,
                                     info: UserInfo) -> None:
-        """The account's credential is this admin's tokens already: keep the fresh ones. Anyone else's sipgate
-        tokens are dropped here (never stored)."""
+        """The account's credential is this admin's tokens already: keep the fresh ones. sipgate rejected the
+        stored credential: an admin's fresh tokens reconnect the account. Anyone else's sipgate tokens are
+        dropped here (never stored); a user of a rejected account is signed in all the same (their pops need
+        no sipgate), and their sipgate actions say that an admin must sign in again."""
         sg = self._sipgate()
         try:
-            current = await sg.credential(account_id)
+            current: Credential | None = await sg.credential(account_id)
+        except SipgateAuthError:  # sipgate rejected it (sipgate_rejected_at)
+            current = None
         except (SipgateError, CredentialDecryptError):
             return
-        if current.kind == "oauth" and current.owner == info.sub and await is_admin(client, info.sub):
+        own = current is not None and current.kind == "oauth" and current.owner == info.sub
+        if (current is None or own) and await is_admin(client, info.sub):
             await sg.store_credential(account_id, info, credential)
+            if current is None:
+                log.info("signin.reconnected", account=account_id, user=info.sub)
 
 
 async def is_admin(client: SipgateClient, user_id: str) -> bool:

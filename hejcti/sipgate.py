@@ -3,8 +3,10 @@
 Auth: a personal access token (HTTP Basic, token id + token) or an OAuth access token (Bearer), behind one
 ``Credential``. A 401 with an OAuth credential refreshes the access token once through the ``refresh``
 callback (see ``oauth_refresher``: sipgate rotates refresh tokens, the new one is handed on to be stored),
-then ``SipgateAuthError``. 429 (``Retry-After`` honoured) is retried on every request: sipgate refused it
-before acting. 5xx and timeouts are retried on reads only: a click-to-call that timed out may have rung.
+then ``SipgateAuthError`` (and ``on_rejected``). A refresh that cannot be tried here
+(``SipgateNotConfiguredError``) is not sipgate rejecting the credential: ``on_rejected`` is not called.
+429 (``Retry-After`` honoured) is retried on every request: sipgate refused it before acting. 5xx and
+timeouts are retried on reads only: a click-to-call that timed out may have rung.
 
 Results are the pydantic models of sipgate_shapes.py; list items that do not parse are skipped. sipgate
 Neo answers the phoneline endpoints (numbers, devices) with 403: that reads as "none". Nothing here runs on
@@ -52,6 +54,11 @@ class SipgateNotConnectedError(SipgateError):
 
 class SipgateAuthError(SipgateNotConnectedError):
     """sipgate rejected the credential (401, and a refresh did not help): the account shows as disconnected."""
+
+
+class SipgateNotConfiguredError(SipgateNotConnectedError):
+    """This process cannot use the account's credential (an OAuth one, and no OAuth client is set up here to
+    refresh it). Not sipgate's verdict: the account stays connected for the processes that can."""
 
 
 class SipgateRefusedError(SipgateError):

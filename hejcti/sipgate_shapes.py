@@ -60,6 +60,7 @@ class Number(Shape):
     type: str | None = None
     endpoint_id: str | None = None
     endpoint_alias: str | None = None
+    endpoint_url: str | None = None  # e.g. ``/v2/w0/phonelines/p0``: names the user whose phoneline it is
 
     @property
     def e164(self) -> str | None:

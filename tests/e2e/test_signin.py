@@ -223,6 +223,27 @@ async def test_extension_sign_in_for_an_unconnected_account_says_to_ask_an_admin
     assert await h.pool.fetchval("SELECT count(*) FROM accounts") == 0
 
 
+async def test_a_rejected_account_still_signs_users_in_and_an_admins_sign_in_reconnects_it(h, fake, browsers):
+    await browsers().sign_in(h.base, "portal", "w0")
+    aid = (await account_row(h))["id"]
+    await h.pool.execute("UPDATE accounts SET sipgate_rejected_at = now() WHERE id = $1", aid)
+
+    done = await browsers().sign_in(h.base, "extension", "w2", REDIRECT)  # their pops need no sipgate
+    assert done.status == 302 and done.location.startswith(REDIRECT + "#token=")
+    session = await h.connect(done.location.split("#token=", 1)[1])
+    for kind in ("me", "directory.search"):
+        reply = await session.request({"type": kind, "q": "", "id": kind})
+        assert reply["code"] == "sipgate_not_connected" and "sign in to the portal again" in reply["message"]
+    assert (await account_row(h))["sipgate_rejected_at"] is not None  # a user's tokens are dropped
+
+    admin_of(fake, "w1")  # another admin than the one whose credential sipgate rejected
+    again = await browsers().sign_in(h.base, "extension", "w1", REDIRECT)
+    assert again.status == 302 and again.location.startswith(REDIRECT + "#token=")
+    assert (await account_row(h))["sipgate_rejected_at"] is None
+    assert (await h.app[SIPGATE].credential(aid)).owner == "w1"
+    assert (await session.request({"type": "me", "id": 3}))["user"]["id"] == "w2"
+
+
 @pytest.mark.parametrize("redirect_uri", [
     "https://aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.chromiumapp.org/signin",  # a foreign extension
     f"https://{EXT}.chromiumapp.org.evil.com/signin",  # a lookalike host

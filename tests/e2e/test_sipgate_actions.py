@@ -37,7 +37,7 @@ async def connected(h, users=("w0", "w1", "w2"), connect=True):
 
 @pytest.fixture
 async def setup(make_harness, fake):
-    h = await make_harness(sipgate_api_url=fake.api_url, sipgate_timeout_s=0.2)
+    h = await make_harness(sipgate_api_url=fake.api_url, sipgate_timeout_s=1.5)
     acc, sessions = await connected(h)
     return h, acc, sessions
 
@@ -284,7 +284,7 @@ async def test_sipgate_failing_or_slow_is_sipgate_unavailable(setup, fake):
     dial = await s["w0"].request({"type": "call.dial", "to": "+4930123456789", "id": 2})
     assert dial["code"] == "sipgate_unavailable" and fake.state.count("POST", "/sessions/calls") == 1
 
-    fake.state.delay = 0.5  # past the 0.2 s timeout of this app
+    fake.state.delay = 2.0  # past the 1.5 s timeout of this app
     slow = await s["w1"].request({"type": "call.dial", "to": "+4930123456789", "id": 3}, timeout=10)
     assert slow["code"] == "sipgate_unavailable" and "did not answer" in slow["message"]
 

@@ -156,3 +156,18 @@ async def test_nothing_of_sipgate_users_or_the_token_is_stored(env, fake, databa
         assert not any(secret.encode() in b for b in blobs), secret
     for proc in outputs:  # nor in what the commands logged
         assert PAT not in proc.stderr
+
+
+async def test_user_list_with_a_users_numbers_or_devices_failing_prints_the_list(env, fake):
+    aid = (await account(env))["account_id"]
+    await connect(env, aid)
+    for user in ("w1", "w2"):
+        await hejcti(env, "user", "add", "--account", aid, "--sipgate-user", user, "--json")
+    for path in ("/w2/devices", "/w2/numbers", "/numbers"):  # every attempt of each
+        fake.state.fail_at("GET", path, 503, "down", n=3)
+    proc = await hejcti(env, "user", "list", "--account", aid, "--json", ok=False)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    listed = one_json(proc)
+    assert listed["sipgate"] == "connected"
+    assert [(u["sipgate_user"], u["name"]) for u in listed["users"]] == [("w1", "Grace Hopper"),
+                                                                       ("w2", "Jürgen Müller")]

@@ -6,8 +6,9 @@ sipgate sends them) to the incoming and outgoing URL set through ``PUT /settings
 go only to the ``onAnswer``/``onHangup`` URLs the ``newCall`` answer named.
 
 Knobs: ``fail_next(n, status, retry_after=)`` (429, 500, 401, 403… before anything else), ``fail_at(method,
-path, status)`` (one endpoint only), ``neo`` (403 on the phoneline endpoints), ``delay`` (seconds before an API
-answer), a device's ``online``; ``manual`` pacing holds every push until the test calls ``release()``."""
+path, status, n=)`` (one endpoint only), ``neo`` (403 on the phoneline endpoints), ``delay`` (seconds before an
+API answer), ``add_users(n)``, a device's ``online``; ``manual`` pacing holds every push until the test calls
+``release()``."""
 
 from __future__ import annotations
 
@@ -48,9 +49,11 @@ def _device(did: str, alias: str, kind: str, online: bool) -> dict[str, Any]:
             "activePhonelines": [{"id": "p" + did[1:], "alias": alias}], "activeGroups": []}
 
 
-def _number(nid: str, number: str, endpoint: str) -> dict[str, Any]:
+def _number(nid: str, number: str, endpoint: str, uid: str) -> dict[str, Any]:
+    """A number routed to ``uid``'s phoneline ``endpoint`` (its ``endpointUrl`` names the user, as sipgate's do)."""
     return {"id": nid, "number": number, "localized": "0" + number[2:], "type": "LANDLINE",
-            "endpointId": endpoint, "endpointAlias": "Leitung", "endpointUrl": f"/v2/w0/phonelines/{endpoint}"}
+            "endpointId": endpoint, "endpointAlias": "Leitung",
+            "endpointUrl": f"https://api.sipgate.com/v2/{uid}/phonelines/{endpoint}"}
 
 
 @dataclass
@@ -85,9 +88,9 @@ class SipgateState:
         "w2": [_device("e2", "VoIP-Telefon von Jürgen", "REGISTER", True)],
     })
     numbers: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {
-        "w0": [_number("n0", "4921155500100", "p0")],
-        "w1": [_number("n1", "4921155500101", "p1")],
-        "w2": [_number("n2", "4921155500102", "p2")],
+        "w0": [_number("n0", "4921155500100", "p0", "w0")],
+        "w1": [_number("n1", "4921155500101", "p1", "w1")],
+        "w2": [_number("n2", "4921155500102", "p2", "w2")],
     })
     settings: dict[str, Any] = field(default_factory=lambda: {
         "incomingUrl": "https://old.example.org/in", "outgoingUrl": "https://old.example.org/out", "log": True,
@@ -122,6 +125,14 @@ class SipgateState:
         """The next ``n`` requests of this method and API path (``/sessions/calls``) fail with this status and
         ``{"message": message}``; other requests are answered as usual."""
         self._fail_at.setdefault(f"{method} {API_PREFIX}{path}", []).extend([(status, message)] * n)
+
+    def add_users(self, n: int) -> None:
+        """``n`` more users (w3, w4, …), each with a device and a number of their own."""
+        for i in range(len(self.users), len(self.users) + n):
+            uid = f"w{i}"
+            self.users.append(_user(uid, "User", f"Number{i}", f"user{i}@example.org", f"e{i}", str(10 + i), False))
+            self.devices[uid] = [_device(f"e{i}", f"Telefon {i}", "REGISTER", True)]
+            self.numbers[uid] = [_number(f"n{i}", f"49211555{i:05d}", f"p{i}", uid)]
 
     def count(self, method: str, path: str) -> int:
         return sum(1 for m, p in self.requests if m == method and p == API_PREFIX + path)
