@@ -159,10 +159,18 @@ RETURNING r.id, r.account_id, r.record_key, r.call_ids, r.state, r.data, r.note,
 UPDATE call_records SET lease_until = NULL, attempts = greatest(attempts - 1, 0), run_after = now() + make_interval(secs => $2)
  WHERE id = $1;
 
--- name: record_note_head
--- How much of the note the record's first create carries, fixed just before it is sent: a retry sends the
--- same body again (Zendesk's idempotency key wants it unchanged); notes typed later are appended.
-UPDATE call_records SET note_head = coalesce(note_head, $2), updated_at = now() WHERE id = $1;
+-- name: record_first_create
+-- What the record's first create is built from beyond the call's facts, fixed just before it is sent: how much
+-- of the note it carries (note_head) and, as data's first_create ($3), the contact it links (crm, kind, id,
+-- parent_id: ids only, CONTRACT §6) and its owner (the mapped CRM user). A retry sends the same body again
+-- (Zendesk's idempotency key wants it unchanged) and looks for the record that body made; notes typed later
+-- are appended. Each is set once: what an earlier attempt fixed stays (first_create: unless it was for another
+-- CRM, the account's before it changed CRM).
+UPDATE call_records SET note_head = coalesce(note_head, $2),
+       data = CASE WHEN data->'first_create'->>'crm' IS NOT DISTINCT FROM $3::jsonb->>'crm' THEN data
+                   ELSE coalesce(data, '{}'::jsonb) || jsonb_build_object('first_create', $3::jsonb) END,
+       updated_at = now()
+ WHERE id = $1;
 
 -- name: record_done
 -- $4: how many characters of the note the record holds. That text leaves the server now (CONTRACT §6: a note

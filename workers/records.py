@@ -11,7 +11,11 @@ not have yet (CONTRACT §6): the update that records a write or an appended part
 ``note`` (queries record_done, record_note_done), so each part is appended once and no note outlives its
 way into the CRM. The first create carries the note as it was then (``note_head`` characters, fixed just
 before it is sent); a retry sends that same head again, so a create under an idempotency key (Zendesk)
-repeats its first body exactly, and notes typed meanwhile follow as appended parts. Jobs older than
+repeats its first body exactly, and notes typed meanwhile follow as appended parts. The same goes for what the
+create is built from beyond the call's own facts: the contact it links (found by the pop's lookup, or asked
+again) and its owner (the user mapping as it was), fixed with the head (``first_create`` in the job's data:
+ids only, never a name, CONTRACT §6); a retry, and its search for what the lost create wrote, use exactly
+those, though the lookup may answer and the mapping may have changed since. Jobs older than
 RETENTION_DAYS are purged by the reaper.
 
 Each job runs on its own: an unexpected error in one is logged (``record.failed``) and that job alone is
@@ -26,18 +30,20 @@ import asyncio
 import random
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 import asyncpg
 
 from hejcti import logs, models, protocol
 from hejcti.crm.base import (
     CallRecord,
+    Contact,
     CrmAuthError,
     CrmError,
     CrmPermanentError,
     CrmTimeoutError,
     CrmTransientError,
+    Kind,
     LoggedRecord,
     parse_time,
 )
@@ -68,6 +74,27 @@ def note_held(note: str, body: str | None) -> int:
     text = (body or "").replace("\r\n", "\n").rstrip()
     ends = [i for i, ch in enumerate(note) if ch == "\n"] + [len(note)]
     return next((end for end in reversed(ends) if note[:end].strip() and text.endswith(note[:end].rstrip())), 0)
+
+
+def first_create(record: CallRecord, crm: str) -> dict[str, Any]:
+    """What a create in ``crm`` is built from beyond the call's own facts, as the job keeps it: the contact's
+    ids (what the adapters link a record by: kind, id, parent_id; no name, company or link) and the owner."""
+    c = record.contact
+    contact = None if c is None else {k: v for k, v in (("crm", c.crm), ("kind", c.kind), ("id", c.id),
+                                                        ("parent_id", c.parent_id)) if v is not None}
+    return {"crm": crm, "contact": contact, "owner": record.owner}
+
+
+def as_first_created(record: CallRecord, kept: dict[str, Any]) -> CallRecord:
+    """``record`` with the contact and owner its job's first create had (``first_create``)."""
+    c = kept.get("contact")
+    contact = None
+    if isinstance(c, dict) and c.get("kind") in get_args(Kind) and c.get("id"):
+        contact = Contact(crm=str(c.get("crm") or ""), kind=c["kind"], id=str(c["id"]),
+                          name=str(c["id"]),  # not kept (CONTRACT §6), and no adapter writes it into a record
+                          parent_id=str(c["parent_id"]) if c.get("parent_id") else None)
+    owner = kept.get("owner")
+    return replace(record, contact=contact, owner=str(owner) if owner else None)
 
 
 def backoff(attempts: int) -> float:
@@ -253,7 +280,12 @@ class Records(Periodic):
             # the note as the first create carried it (or will): a retry sends the same body, later notes follow
             head = row["note_head"] if row["note_head"] is not None else len(note)
             record = self._record(row, data, await self._accounts.crm_users(account.id), account.id, note[:head])
-            if record.contact is None and record.number:
+            kept = data.get("first_create")
+            if not isinstance(kept, dict) or kept.get("crm") != account.crm_kind:
+                kept = None  # none sent yet (or to the CRM the account had before: its ids mean nothing here)
+            if kept is not None:  # an earlier attempt sent a create: this one is built as that one was
+                record = as_first_created(record, kept)
+            elif record.contact is None and record.number:
                 # the pop's lookup is no longer cached (a restart, or more than five minutes): ask again
                 try:
                     found = await self._crm(adapter.lookup(record.number, creds, crm_user=record.owner),
@@ -266,8 +298,9 @@ class Records(Periodic):
             if earlier is not None:  # it holds what its description shows
                 logged, sent = earlier, note_held(note[:head], earlier.body)
             else:
-                if row["note_head"] is None:
-                    await self._pool.execute(q("record_note_head"), job_id, head)
+                if row["note_head"] is None or kept is None:
+                    await self._pool.execute(q("record_first_create"), job_id, head,
+                                             first_create(record, account.crm_kind))
                 logged = await self._crm(adapter.log_call(record, creds), account.crm_kind)
                 # the record made holds the head; one the create found instead (Zendesk), what it shows
                 sent = head if logged.body is None else note_held(note[:head], logged.body)

@@ -376,6 +376,31 @@ async def test_a_crm_that_refuses_the_search_still_gets_the_record(pool):
     assert (await job(pool))["state"] == "done"
 
 
+@pytest.mark.parametrize("crm_kind", ["fake", "hubspot"])
+async def test_a_retry_is_built_from_the_first_creates_contact_and_owner(pool, crm_kind):
+    """An earlier attempt fixed the contact and owner its create was built from (``first_create``, ids only):
+    this attempt's create has exactly those, whatever the lookup and the mapping say now; unless they were
+    for another CRM (the account changed CRM meanwhile), where the record is built afresh and fixed anew."""
+    await seed(pool)
+    crm = FakeCrm()
+    r = records(pool, crm)
+    await ended_calls(pool, "KEPT")
+    kept = {"crm": crm_kind, "contact": {"crm": crm_kind, "kind": "contact", "id": "C9", "parent_id": "A7"},
+            "owner": "U5"}
+    await pool.execute("UPDATE call_records SET data = data || jsonb_build_object('first_create', $1::jsonb),"
+                       " note_head = 0", kept)
+    assert await r.once() == 1
+    (made,) = crm.created
+    row = await job(pool)
+    if crm_kind == "fake":
+        assert made.contact is not None and made.owner == "U5"
+        assert (made.contact.kind, made.contact.id, made.contact.parent_id) == ("contact", "C9", "A7")
+        assert row["data"]["first_create"] == kept
+    else:  # FakeCrm's lookup finds no one, FakeAccounts maps no one
+        assert made.contact is None and made.owner is None
+        assert row["data"]["first_create"] == {"crm": "fake", "contact": None, "owner": None}
+
+
 # ------------------------------------------------------------- G4: waiting jobs do not wait forever
 
 

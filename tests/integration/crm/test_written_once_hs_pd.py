@@ -299,3 +299,58 @@ async def test_lost_create_and_a_note_meanwhile_make_one_record_with_the_note_on
         assert len(state.created) == 1 and spec.contact_of(created) == spec.ids[0]
         row = await job(pool)
         assert row["state"] == "done" and row["note_pending"] is False
+
+
+class Remapped(Accounts):
+    """The account's user mapping as the test sets it between attempts (``owners``)."""
+
+    def __init__(self, kind: str, owners: dict[str, str | None]) -> None:
+        super().__init__(kind)
+        self.owners = owners
+
+    async def crm_users(self, account_id: str) -> dict[str, str | None]:
+        return dict(self.owners)
+
+
+@pytest.mark.parametrize("changed", ["contact", "owner"])
+async def test_pipedrive_retry_sends_the_first_creates_contact_and_owner(pool, changed):
+    """The first attempt's create went out without the caller's person (its lookup failed) or without an owner
+    (the user was not mapped yet), and its answer was lost; by the retry the lookup works and the user is
+    mapped. The retry keeps what the first create was built from, so the call log it looks for is the one the
+    first attempt wrote: one call log, not two. The job keeps ids only, never the contact's name."""
+    spec = BY_KIND["pipedrive"]
+    state = spec.fake.State()
+    seed_julia("pipedrive", state, RING_CALLER)
+    await seed(pool, crm="pipedrive")
+    session = FakeSession("acc_a", "w0")
+    session.credentials = GOOD
+    accounts = Remapped("pipedrive", {"w0": spec.owner} if changed == "contact" else {})
+    async with Running(spec.fake.make_app(state)) as base, aiohttp.ClientSession() as http:
+        crm = adapter("pipedrive", base, http)
+        r = Records(pool=pool, hub=FakeHub(session), accounts=accounts, lookups=FakeLookups(crm),  # type: ignore[arg-type]
+                    metrics=Metrics())
+        await ring(pool, "FIRST")
+        await hang_up(pool, "FIRST")
+        await make_ready(pool)
+        if changed == "contact":
+            state.fail_next(crm.max_attempts, 500)  # every try of the job's lookup: no person for the create
+        state.lose_next_create(1, "500")
+        assert await r.once() == 1
+        (created,) = state.created
+        assert "person_id" not in created if changed == "contact" else "user_id" not in created
+        assert (await job(pool))["state"] == "ready"
+        accounts.owners = {"w0": spec.owner}  # mapped now; and the lookup answers now
+        await pool.execute("UPDATE call_records SET run_after = now()")
+        with capture_logs() as logs:
+            assert await r.once() == 1
+        assert len(state.created) == 1  # found, not written again
+        assert [e["crm_record"] for e in logs if e["event"] == "call.record.found"] == [str(created["id"])]
+        row = await job(pool)
+        assert row["state"] == "done" and row["crm_record_id"] == str(created["id"])
+        assert "Julia" not in json.dumps(row["data"]) and "Acme" not in json.dumps(row["data"])
+        kept = row["data"]["first_create"]
+        if changed == "owner":  # the person's ids only, and no owner, as the first create went out
+            assert kept["contact"] == {"crm": "pipedrive", "kind": "person", "id": "42", "parent_id": "7"}
+            assert kept.get("owner") is None
+        else:
+            assert kept.get("contact") is None and kept["owner"] == spec.owner

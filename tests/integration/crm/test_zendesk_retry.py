@@ -108,10 +108,27 @@ async def test_a_retry_finds_the_ticket_by_its_external_id(pool, zd):
     assert row["crm_record_id"] == found["crm_record"] and row["note"] is None
 
 
+async def test_a_retry_keeps_the_first_creates_requester(pool, zd):
+    """The caller was added to Zendesk after the first create went out without a requester: the retry is
+    built as the first create was (the job kept its contact and owner), so it is the same request, answered
+    with the first ticket, not a 400 IdempotentRequestError."""
+    r = await first_attempt_lost(pool, zd, "ZD6", "First words.")
+    zd.state.add_contact("35436", "Julia", "Schmidt", "+49 30 12345678")
+    zd.state.refuse_lists = 1  # the job's own search for the ticket first: refused, so it creates
+    await again(pool, r)
+    assert len(zd.posts()) == 5 and all(body == zd.posts()[0] for body in zd.posts())
+    assert "requester_id" not in zd.posts()[-1] and len(zd.state.tickets) == 1
+    assert zd.state.count("GET", "/api/v2/search.json") == 1  # the first attempt's lookup; none asked again
+    row = await job(pool)
+    assert row["state"] == "done" and row["crm_record_id"] == str(next(iter(zd.state.tickets)))
+
+
 async def test_the_same_key_with_another_body_is_read_as_created(pool, zd):
-    """The retry's body differs (the caller was added to Zendesk meanwhile, so it now has a requester):
-    Zendesk's 400 IdempotentRequestError means the key made a ticket already, which is taken, not failed."""
+    """The retry's body differs (a job from before its first create's contact was kept, and the caller was
+    added to Zendesk meanwhile, so it now has a requester): Zendesk's 400 IdempotentRequestError means the key
+    made a ticket already, which is taken, not failed."""
     r = await first_attempt_lost(pool, zd, "ZD3", "First words.")
+    await pool.execute("UPDATE call_records SET data = data - 'first_create'")  # as an older version left it
     zd.state.add_contact("35436", "Julia", "Schmidt", "+49 30 12345678")
     assert await note(r, "ZD3", "Second words.") is True
     zd.state.refuse_lists = 1  # the job's own search for the ticket first: refused, so it creates
