@@ -18,7 +18,8 @@ Errors (each reply carries the client's ``id``): ``sipgate_not_connected``, ``si
 ``bad_message`` for a request this user cannot make as asked: a device that is not theirs, a colleague the
 account does not have, a number that is not one. The last is ``bad_message`` and not a code of its own because
 the request names something that is not there for this user, just as a malformed field does: the extension has
-nothing else to do but say so, and the message says what.
+nothing else to do but say so, and the message says what. Besides 5.1's codes: ``busy`` (past the backlog),
+``unavailable`` (the database) and ``internal_error`` (a fault here, logged with its traceback).
 """
 
 from __future__ import annotations
