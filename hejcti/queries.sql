@@ -258,15 +258,6 @@ SELECT s.user_id, s.token_hash, s.account_id, a.id IS NULL AS account_gone
   LEFT JOIN accounts a ON a.id = s.account_id
  WHERE u.id IS NULL;
 
--- name: sessions_revoked
--- The listener's sweep after a (re)connect: of this process's sessions ($1 user ids, $2 their token hashes,
--- $3 their accounts), those whose user row is gone or holds another token now; account_gone: the account too.
-SELECT s.user_id, s.token_hash, s.account_id, a.id IS NULL AS account_gone
-  FROM unnest($1::text[], $2::bytea[], $3::text[]) AS s(user_id, token_hash, account_id)
-  LEFT JOIN users u ON u.id = s.user_id AND u.token_hash = s.token_hash
-  LEFT JOIN accounts a ON a.id = s.account_id
- WHERE u.id IS NULL;
-
 -- name: signin_state_insert
 INSERT INTO signin_states (state_hash, browser_hash, verifier, purpose, redirect_uri) VALUES ($1, $2, $3, $4, $5);
 
