@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     poll_interval_s: float = 2.0
     cache_ttl_s: float = Field(300.0, le=300.0)
     credentials_wait_s: float = 10.0
-    sipgate_timeout_s: float = Field(5.0, gt=0)  # one request to sipgate's REST API (CONTRACT §5.1: 5 s)
+    sipgate_timeout_s: float = Field(5.0, gt=0)  # one request to sipgate, and a whole socket action (CONTRACT §5.1: 5 s)
     sipgate_cache_ttl_s: float = Field(60.0, ge=0, le=60.0)  # live user data, per account (CONTRACT §8)
     # incoming connections (CONTRACT §4): idle, slow or half-sent ones cannot hold the server
     header_timeout_s: float = Field(10.0, gt=0)
