@@ -205,9 +205,12 @@ UPDATE call_records SET state = CASE WHEN state = 'done' THEN 'done' ELSE 'faile
 -- job's state after; NULL when the note was not kept), prior_chars (the call's notes so far: those in the CRM
 -- already, note_sent, and those still kept). $5: the most characters the notes of a call hold together, a
 -- newline between each two included: a note that would pass it is not kept (the check sees the row as locked,
--- so notes sent at once cannot pass it together).
+-- so notes sent at once cannot pass it together). The call is this user's when it rang for this user row ($6),
+-- not merely for the sipgate id ($3): a later holder of the same id gets not_found (by id only for a call stored
+-- before its user rows were kept).
 WITH c AS (SELECT hejcti_record_key(account_id, call_id) AS key FROM calls
-            WHERE account_id = $1 AND call_id = $2 AND $3 = ANY(users)),
+            WHERE account_id = $1 AND call_id = $2
+              AND CASE WHEN user_ids IS NULL THEN $3 = ANY(users) ELSE $6 = ANY(user_ids) END),
      a AS (SELECT log_calls FROM accounts WHERE id = $1),
      up AS (
 INSERT INTO call_records (account_id, record_key, call_ids, note, state)

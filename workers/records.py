@@ -135,7 +135,7 @@ class Records(Periodic):
         would pass what the CRMs take (``protocol.NOTES_MAX_CHARS``); nothing was kept."""
         try:
             row = await self._pool.fetchrow(q("record_note"), session.account_id, call_id, session.sipgate_user, text,
-                                            protocol.NOTES_MAX_CHARS)
+                                            protocol.NOTES_MAX_CHARS, session.user_id)
         except UNAVAILABLE as e:
             raise DatabaseUnavailableError(type(e).__name__) from e
         if row is None or not row["found"]:

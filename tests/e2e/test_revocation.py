@@ -99,6 +99,9 @@ async def test_a_re_added_sipgate_user_is_another_person(make_harness):
     await new.expect("call.ended", call_id="CREADD1")
     assert await old.request({"type": "ping", "id": 1}) == {"type": "pong", "id": 1}  # still open: lost revocation
     assert [m for m in old.seen if m.get("call_id") == "CREADD1"] == []
+    # nor can it write into the new person's call: a note is the call's when it rang for this user row
+    note = await old.request({"type": "call.note", "call_id": "CREADD1", "text": "not mine", "id": 2})
+    assert (note["type"], note["code"]) == ("error", "not_found")
 
 
 async def test_the_listener_sweeps_revocations_it_missed(make_harness):
