@@ -24,7 +24,7 @@ from multidict import MultiDictProxy
 
 from hejcti import logs
 from hejcti.admin import Admin
-from hejcti.errors import DatabaseUnavailableError, NotFoundError
+from hejcti.errors import BadRequestError, DatabaseUnavailableError, NotFoundError
 from hejcti.websession import LANGUAGES, WebSession, WebSessions, language
 
 log = logs.get("hejcti.portal")
@@ -208,6 +208,9 @@ async def middleware(request: web.Request,
         response = await error_page(request, e.status, e.reason)
     except NotFoundError:
         response = await _gone(request) or await error_page(request, 404)
+    except BadRequestError as e:  # input the store cannot keep (a NUL): the user's error, not the server's
+        log.info("portal.bad_request", path=request.path, error=type(e).__name__)
+        response = await error_page(request, 400)
     except DatabaseUnavailableError:
         log.warning("portal.database_unavailable", path=request.path)
         response = await error_page(request, 503)

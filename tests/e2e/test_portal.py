@@ -267,3 +267,23 @@ async def test_a_session_of_an_account_deleted_meanwhile_ends(harness):
         page = await portal.get("/portal/users")
         assert "The account was deleted, and you are signed out." in page and "<h1>Sign in</h1>" in page
         assert "<h1>Sign in</h1>" in await portal.get("/portal/account")
+
+
+async def test_a_nul_in_the_input_is_a_400_page_not_a_500(harness, caplog):
+    acc = await harness.account()
+    await harness.user(acc["account_id"], "w1")
+    async with browser("de") as http:
+        portal = Portal(harness, http)
+        await portal.get("/portal/signin")
+        with capture_logs() as logs:
+            status, text, _ = await portal.post("/portal/signin", {"account_id": "\x00", "admin_token": "x"})
+            assert status == 400, text[:300]
+            assert "Die Anfrage konnte nicht gelesen werden." in text and "Zurück zum Portal" in text
+            await portal.sign_in(acc["account_id"], acc["admin_token"])
+            async with http.post(harness.base + "/portal/users/%00/map",
+                                 data={"csrf": portal.csrf, "crm_user": "x"}) as r:
+                text = await r.text()
+                assert r.status == 400, text[:300]
+                assert "Die Anfrage konnte nicht gelesen werden." in text
+    assert not [e for e in logs if e.get("log_level") in ("error", "critical")]
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
