@@ -37,6 +37,23 @@ async def sugar():
         yield base
 
 
+#: the selects (of a CSS selector) whose chosen option's text is wider than the box that shows it
+UNCLIPPED = """(selector) => [...document.querySelectorAll(selector)].filter((s) => {
+  const c = document.createElement("canvas").getContext("2d"), st = getComputedStyle(s);
+  c.font = st.font;
+  const text = c.measureText(s.selectedOptions[0].textContent).width;
+  const room = s.clientWidth - parseFloat(st.paddingLeft) - parseFloat(st.paddingRight) - 16;  // 16: the arrow
+  return text > room;
+}).map((s) => s.selectedOptions[0].textContent)"""
+
+
+async def fits_a_phone(s: Steps) -> None:
+    """Konto on a 390 px screen: nothing wider than the screen, and the facts' values have room to read."""
+    assert await s(s.page.evaluate("document.documentElement.scrollWidth")) <= 390
+    box = await s(s.page.locator("#webhooks-state").bounding_box())
+    assert box["width"] > 100, box
+
+
 class Steps:
     """One page of the browser, with a screenshot per step."""
 
@@ -124,8 +141,11 @@ async def test_an_admin_runs_the_portal_in_a_browser(ui, make_harness, sipgate, 
         await s.click("Use this token")
         picker = page.get_by_label("CRM user: Grace Hopper")
         chosen = await s(picker.locator("option:checked").inner_text())
-        assert "Grace Hopper" in chosen and "proposed (same email)" in chosen
+        assert "Grace Hopper" in chosen
+        assert (await s(picker.get_attribute("aria-describedby"))).startswith("proposal-usr")  # the proposal's note
+        assert "proposed (same email)" in await s.text((await s.row("Grace Hopper")).locator(".proposal"))
         await s.shot("users-proposal")
+        assert await s(page.evaluate(UNCLIPPED, "#users select")) == []  # each picker shows its choice whole
         await s((await s.row("Grace Hopper")).get_by_role("button", name="Map").click())
         users = {u["sipgate_user"]: u for u in (await h.admin.list_users(account_id))["users"]}
         assert users["w1"]["crm_user"] == "su-grace" and users["w2"]["crm_user"] == "su-juergen"
@@ -168,6 +188,9 @@ async def test_an_admin_runs_the_portal_in_a_browser(ui, make_harness, sipgate, 
         await s.shot("phone")
         wide = await s(page.evaluate("document.documentElement.scrollWidth"))
         assert wide <= 390  # the table scrolls inside its box; the page does not
+        await s.click("Konto", role="link")
+        await s.shot("phone-account")
+        await fits_a_phone(s)
         # no token of anyone's in a page, a URL or a log line
         assert any(e["event"] == "portal.crm_token" for e in events)  # the capture sees the server's lines
         logged = repr(events)
@@ -178,4 +201,21 @@ async def test_an_admin_runs_the_portal_in_a_browser(ui, make_harness, sipgate, 
             assert all(secret not in seen for seen in s.seen) and secret not in logged
     finally:
         capturing.__exit__(None, None, None)
+        await ui(context.close())
+
+
+async def test_konto_of_a_csv_account_fits_a_phone(ui, harness):
+    acc = await harness.account()  # a CSV file on the server: the CRM select's longest option
+    context = await ui(ui.browser.new_context(viewport={"width": 390, "height": 800}, locale="de-DE"))
+    page = await ui(context.new_page())
+    s = Steps(ui, page, "portal-csv")
+    try:
+        await s(page.goto(harness.base + "/portal/signin"))
+        await s(page.get_by_label("Kontokennung").fill(acc["account_id"]))
+        await s(page.get_by_label("Admin-Token").fill(acc["admin_token"]))
+        await s(page.get_by_role("button", name="Anmelden", exact=True).click())
+        await s(page.wait_for_url(re.compile(r".*/portal/account$")))
+        await s.shot("phone-account")
+        await fits_a_phone(s)
+    finally:
         await ui(context.close())
