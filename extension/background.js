@@ -322,16 +322,21 @@ async function intent(m) {
     case "note": {
       const card = state.cards.cards.find((c) => c.key === m.key);
       if (!card) return;
+      // the server appends each note to the call's record: a note is sent once, and the panel empties its
+      // field once it is saved (the saved notes show above it), so that a second save adds only what is new
+      if (card.note.status === "saving") return;
       const text = String(m.text || "").trim();
       if (!text) return;
-      setNote(card.key, { status: "saving" });
+      const saved = card.note.saved || [];
+      setNote(card.key, { status: "saving", text, saved });
       let reply;
       try {
         reply = await socket.request({ type: "call.note", call_id: calls.noteCallId(card), text });
       } catch {
-        return setNote(card.key, { status: "error", code: "offline" });
+        return setNote(card.key, { status: "error", code: "offline", saved });
       }
-      return setNote(card.key, reply.type === "result" && reply.ok ? { status: "saved", text } : { status: "error", code: reply.code });
+      return setNote(card.key, reply.type === "result" && reply.ok ? { status: "saved", text, saved: [...saved, text] }
+        : { status: "error", code: reply.code, saved });
     }
     case "dismiss":
       state.cards = calls.dismiss(state.cards, m.key);

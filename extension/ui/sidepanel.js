@@ -75,12 +75,16 @@ function buildCard(key) {
   n.lookup = el("p", { class: "quiet", text: t("lookingUp") });
   n.noteInput = el("textarea", { id: `note-${key}`, rows: "2", maxlength: "30000" });
   n.noteStatus = el("span", { class: "note-status", role: "status", "aria-live": "polite" });
+  n.notes = el("ul", { class: "notes", "aria-label": t("notesSavedLabel") });
+  n.noteSave = el("button", { type: "submit", text: t("saveNote") });
   n.noteForm = el("form", { class: "note", onsubmit: (e) => {
     e.preventDefault();
+    if (n.noteSave.disabled || !n.noteInput.value.trim()) return;
+    n.noteSave.disabled = n.noteInput.readOnly = true; // until the reply: one note is sent once
     send({ intent: "note", key, text: n.noteInput.value });
   } },
-  el("label", { for: `note-${key}`, text: t("noteLabel") }), n.noteInput,
-  el("div", { class: "row" }, el("button", { type: "submit", text: t("saveNote") }), n.noteStatus));
+  n.notes, el("label", { for: `note-${key}`, text: t("noteLabel") }), n.noteInput,
+  el("div", { class: "row" }, n.noteSave, n.noteStatus));
   n.logged = el("p", { class: "logged" });
   n.hangup = el("button", { type: "button", text: t("hangUp"), onclick: () => send({ intent: "hangup", key }) });
   n.dismiss = el("button", { type: "button", class: "link", text: t("dismiss"), onclick: () => send({ intent: "dismiss", key }) });
@@ -107,6 +111,10 @@ function fillCard(n, card) {
   n.noteStatus.textContent = card.note.status === "saved" ? t("noteSaved") : card.note.status === "saving" ? t("noteSaving")
     : card.note.status === "error" ? textOf(`noteError_${card.note.code}`, "noteError_other") : "";
   n.noteStatus.dataset.status = card.note.status;
+  const saved = card.note.saved || [];
+  if (n.notes.children.length !== saved.length) n.notes.replaceChildren(...saved.map((text) => el("li", { text })));
+  if (card.note.status === "saved" && n.noteInput.readOnly && n.noteInput.value.trim() === card.note.text) n.noteInput.value = "";
+  n.noteSave.disabled = n.noteInput.readOnly = card.note.status === "saving";
   if (card.logged) {
     n.logged.replaceChildren(card.logged.url ? el("a", { href: card.logged.url, target: "_blank", rel: "noopener", text: t("loggedIn", crmLabel(card.logged.crm)) })
       : document.createTextNode(t("loggedIn", crmLabel(card.logged.crm))));

@@ -185,8 +185,16 @@ async def test_sign_in_pop_note_renewal_and_revocation(make_harness, extension, 
     await extension.ui(extension.panel.get_by_role("button", name="Save note").click())
     await extension.see("Saved")
     await extension.shot("note-saved")
+    # the rep adds a line to the note and saves again: the record gets the new line, not the first one twice
+    await extension.ui(note.click())
+    await extension.ui(note.press("Control+End"))
+    await extension.ui(note.press_sequentially(" Call back Monday."))
+    await extension.ui(extension.panel.get_by_role("button", name="Save note").click())
+    await extension.see("Call back Monday.")  # in the card's saved notes
+    await extension.ui(extension.panel.locator(".note-status[data-status=saved]").wait_for())
+    await extension.shot("note-saved-twice")
     [record] = crm.created
-    await wait_for(lambda: "Wants the offer by Friday." in crm.calls[record["id"]]["properties"].get("hs_call_body", ""))
+    await wait_for(lambda: "Call back Monday." in crm.calls[record["id"]]["properties"].get("hs_call_body", ""))
     assert crm.calls[record["id"]]["properties"]["hs_call_body"].count("Wants the offer by Friday.") == 1
     assert len(crm.created) == 1
 
