@@ -49,7 +49,7 @@ function view() {
   const info = CRMS[state.crm?.kind] || null;
   return {
     status: state.status, notice: state.notice, server: state.server, me: state.me,
-    crm: state.crm && { ...state.crm, clientSecret: undefined, label: info?.label, signIn: info?.signIn, state: state.crmState },
+    crm: state.crm && { ...state.crm, clientSecret: undefined, hasClientSecret: !!state.crm.clientSecret, label: info?.label, signIn: info?.signIn, state: state.crmState },
     crmState: state.crmState, cards: state.cards.cards, search: state.search, telSites: state.telSites,
   };
 }
@@ -292,9 +292,10 @@ async function intent(m) {
     case "signOut":
       return signOut();
     case "saveCrm": {
-      const changed = JSON.stringify(state.crm) !== JSON.stringify(m.crm);
-      state.crm = m.crm;
-      await storage.set("crm", m.crm);
+      const crm = keepSecret(state.crm, m.crm);
+      const changed = JSON.stringify(state.crm) !== JSON.stringify(crm);
+      state.crm = crm;
+      await storage.set("crm", crm);
       if (changed) {
         crmTokens = null;
         await storage.remove("crmTokens");
@@ -384,6 +385,14 @@ async function intent(m) {
     default:
       return notice("errorGeneric", "error", `unknown intent ${m.intent}`);
   }
+}
+
+/** The options page never shows the SuiteCRM client secret again: an empty field there means "unchanged",
+ * so the stored secret (and with it the CRM's tokens) stays when the same instance and client are saved. */
+function keepSecret(before, crm) {
+  if (crm?.kind !== "suitecrm" || crm.clientSecret) return crm;
+  const same = before?.kind === "suitecrm" && before.url === crm.url && before.clientId === crm.clientId;
+  return { ...crm, clientSecret: same ? before.clientSecret || "" : "" };
 }
 
 function setNote(key, note) {

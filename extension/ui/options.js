@@ -68,6 +68,8 @@ function render(state) {
     $("crm-url").value = state.crm?.url || "";
     $("crm-platform").value = state.crm?.platform || "hejcti";
     $("crm-client-id").value = state.crm?.clientId || "";
+    // the secret is not shown again; left empty, the stored one stays
+    $("crm-client-secret").placeholder = state.crm?.hasClientSecret ? t("secretKept") : "";
     $("tel-sites").value = (state.telSites || []).map((s) => s.replace(/\/\*$/, "")).join("\n");
     showFields();
   }

@@ -23,7 +23,7 @@ from hejcti.sipgate import Credential, SipgateClient
 from tests.browser.conftest import ARGS, ARTIFACTS
 from tests.e2e.test_crm_flow import answer
 from tests.e2e.test_fanout import hangup, new_call
-from tests.fakes import sugarcrm
+from tests.fakes import sugarcrm, suitecrm
 from tests.fakes.base import Running
 from tests.fakes.crm_oauth import CLIENT_ID, CLIENT_SECRET, FakeOAuth, OAuthState, password_grant
 from tests.fakes.hubspot import State, make_app
@@ -374,6 +374,55 @@ async def test_sugarcrm_sign_in_with_name_and_password(make_harness, extension):
         assert not {"token", "crmTokens"} & set(stored) and stored["crm"] == {"kind": "sugarcrm", "url": base,
                                                                              "platform": "hejcti"}
         assert await extension.ui(extension.panel.get_by_role("article").count()) == 0
+
+
+async def test_suitecrm_sign_in_kept_when_the_settings_are_saved_again(make_harness, extension):
+    crm = suitecrm.State()
+    crm.tokens.clear()
+    crm.add_contact("u1", "Julia", "Schmidt", "+49 157 91234567", company="ACME GmbH")
+    app = suitecrm.make_app(crm)
+    grants = password_grant(app, crm.tokens, "/Api/access_token", json_body=False)
+    secrets_sent: list[str] = []
+
+    @web.middleware
+    async def client_secret(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path == "/Api/access_token":
+            secrets_sent.append((await request.post()).get("client_secret"))
+        return await handler(request)
+
+    app.middlewares.insert(0, client_secret)
+    async with Running(app) as base:
+        h = await make_harness()
+        acc = await h.account(crm="suitecrm", crm_instance=base)
+        await extension.sign_in_with_token(h.base, await h.user(acc["account_id"], "w0"))
+        options = await extension.open("ui/options.html")
+        await extension.ui(options.get_by_label("Your company's CRM").select_option("suitecrm"))
+        await extension.ui(options.get_by_label("Address of your CRM").fill(base))
+        await extension.ui(options.get_by_label("SuiteCRM client id (Password Client)").fill("hejcti-client"))
+        await extension.ui(options.get_by_label("SuiteCRM client secret").fill("s3cret"))
+        await extension.ui(options.locator("#crm-form").get_by_role("button", name="Save").click())
+        await extension.ui(options.get_by_label("CRM user name").fill("rep"))
+        await extension.ui(options.get_by_label("CRM password (not kept)").fill("pw"))
+        await extension.ui(options.locator("#crm-password").get_by_role("button", name="Sign in to the CRM").click())
+        await extension.see("Signed in to SuiteCRM.", page=options)
+        assert (grants, secrets_sent) == (["password"], ["s3cret"])
+        await extension.ui(options.close())
+
+        # the settings page again, saved as it is: the secret field is empty and means "unchanged"
+        options = await extension.open("ui/options.html")
+        secret = options.get_by_label("SuiteCRM client secret")
+        await extension.ui(options.get_by_label("Address of your CRM").wait_for())
+        assert await extension.ui(secret.input_value()) == ""
+        assert await extension.ui(secret.get_attribute("placeholder")) == "Stored. Leave empty to keep it."
+        await extension.ui(options.locator("#crm-form").get_by_role("button", name="Save").click())
+        await extension.see("Saved.", page=options)
+        assert await extension.ui(options.locator("#crm-state").inner_text()) == "Signed in to SuiteCRM."
+        await extension.shot("suite-saved-again", page=options)
+        stored = await extension.ui((await extension.worker()).evaluate("chrome.storage.local.get(null)"))
+        assert stored["crm"]["clientSecret"] == "s3cret" and stored["crmTokens"]["access_token"] in crm.tokens
+
+        await h.post(acc["url"], new_call("CU1"))
+        assert "ACME GmbH" in await extension.card("Julia Schmidt")  # the CRM token still works
 
 
 async def test_transfer_and_hang_up_from_the_side_panel(make_harness, extension, sipgate):
