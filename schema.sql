@@ -401,3 +401,14 @@ CREATE INDEX IF NOT EXISTS signin_states_created ON signin_states (created_at);
 -- webhook path; NULL when no session got the call.
 ALTER TABLE calls ADD COLUMN IF NOT EXISTS pop_ms integer;
 ALTER TABLE calls ADD COLUMN IF NOT EXISTS pop_resolved boolean;
+-- Open extension sessions per user and process (the portal's Users page counts them across processes, CONTRACT
+-- §7): each worker process writes its hub's counts every PRESENCE_INTERVAL_S in one statement; rows not
+-- refreshed for three intervals are of a process that stopped, ignored by readers and purged by the writers.
+CREATE TABLE IF NOT EXISTS session_presence (
+    process_id  text NOT NULL,                  -- proc_…, new at each start
+    user_id     text NOT NULL,
+    sessions    integer NOT NULL CHECK (sessions > 0),
+    seen_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (process_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS session_presence_user ON session_presence (user_id);

@@ -23,6 +23,7 @@ from hejcti.connections import client_address, peer_in
 from hejcti.crm_oauth import CrmOAuth
 from hejcti.lookup import Accounts, Lookups
 from hejcti.metrics import Metrics
+from hejcti.portal.presence import Presence
 from hejcti.sessions import Hub
 from hejcti.sipgate_live import SipgateAccounts
 from hejcti.store import UNAVAILABLE, Store
@@ -54,6 +55,7 @@ LOOKUPS = web.AppKey("lookups", Lookups)
 WS = web.AppKey("ws", WebSocketHandler)
 SIPGATE = web.AppKey("sipgate", SipgateAccounts)
 WEB_SESSIONS = web.AppKey("web_sessions", WebSessions)
+PRESENCE = web.AppKey("presence", Presence)
 
 
 def create_app(settings: Settings, database_url: str, role: Role = "all") -> web.Application:
@@ -61,6 +63,7 @@ def create_app(settings: Settings, database_url: str, role: Role = "all") -> web
     app[SETTINGS] = settings
     app[METRICS] = metrics = Metrics()
     app[HUB] = hub = Hub(metrics)
+    app[PRESENCE] = presence = Presence(hub, interval=settings.presence_interval_s)  # open sessions, all processes
     serve_web = role in ("all", "web")
     serve_worker = role in ("all", "worker")
 
@@ -135,6 +138,13 @@ def create_app(settings: Settings, database_url: str, role: Role = "all") -> web
     if serve_worker:
         app[WS] = ws = WebSocketHandler(settings=settings, store=_LazyStore(app), hub=hub, metrics=metrics)
         app.cleanup_ctx.append(worker_ctx)
+
+        async def presence_ctx(app: web.Application) -> AsyncIterator[None]:
+            presence.start(app[STORE])
+            yield
+            await presence.stop(app[STORE])
+
+        app.cleanup_ctx.append(presence_ctx)
         app.router.add_get("/ws", ws.__call__)
 
         async def on_shutdown(app: web.Application) -> None:

@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     connection_log_interval_s: float = Field(10.0, gt=0)
     ingest_deadline_s: float = Field(1.5, gt=0)  # a webhook the database does not store in time: 503
     readyz_timeout_s: float = Field(1.0, gt=0)
+    # each worker process writes its open sessions per user this often (the portal counts them across processes)
+    presence_interval_s: float = Field(10.0, gt=0)
+    # a CRM instance set through the portal may be on a private, loopback or link-local address (the CLI's always may)
+    crm_allow_private_hosts: bool = False
     metrics_allowed_ips: str = "127.0.0.1/32,::1/128"  # empty: anyone
 
     @field_validator("log_level", mode="before")

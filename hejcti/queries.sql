@@ -342,3 +342,22 @@ SELECT least(count(*), 100) FROM (SELECT 1 FROM calls WHERE account_id = $1 LIMI
 UPDATE calls c SET pop_ms = least(coalesce(c.pop_ms, p.ms), p.ms), pop_resolved = coalesce(c.pop_resolved, p.resolved)
   FROM unnest($1::text[], $2::text[], $3::int[], $4::boolean[]) AS p(account_id, call_id, ms, resolved)
  WHERE c.account_id = p.account_id AND c.call_id = p.call_id;
+
+-- name: session_presence_write
+-- One process's open sessions per user, in one statement: its rows of users without sessions go, the others are
+-- written; rows of other processes not refreshed for $4 seconds (a process that stopped) are purged.
+WITH gone AS (DELETE FROM session_presence WHERE process_id = $1 AND NOT (user_id = ANY($2::text[]))),
+     kept AS (INSERT INTO session_presence (process_id, user_id, sessions, seen_at)
+              SELECT $1, p.user_id, p.n, now() FROM unnest($2::text[], $3::int[]) AS p(user_id, n)
+              ON CONFLICT (process_id, user_id) DO UPDATE SET sessions = EXCLUDED.sessions, seen_at = EXCLUDED.seen_at)
+DELETE FROM session_presence WHERE process_id <> $1 AND seen_at < now() - make_interval(secs => $4);
+
+-- name: session_presence_leave
+DELETE FROM session_presence WHERE process_id = $1;
+
+-- name: session_presence_of_account
+-- The portal's Users page: open sessions per user of an account on the other processes (fresh rows only).
+SELECT p.user_id, sum(p.sessions)::int AS sessions
+  FROM session_presence p JOIN users u ON u.id = p.user_id
+ WHERE u.account_id = $1 AND p.process_id <> $2 AND p.seen_at >= now() - make_interval(secs => $3)
+ GROUP BY p.user_id;

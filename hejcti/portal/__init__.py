@@ -97,11 +97,12 @@ async def static(request: web.Request) -> web.Response:
 
 def setup(app: web.Application, sessions: WebSessions) -> None:
     """Mount the portal at /portal on ``app`` (the main application, whose keys it reads at request time)."""
-    from hejcti.app import HTTP, HUB, SETTINGS, SIPGATE, STORE  # the app module imports this one first
+    from hejcti.app import HTTP, HUB, PRESENCE, SETTINGS, SIPGATE, STORE  # noqa: I001  (app imports this first)
 
     portal = web.Application(middlewares=[middleware])
     portal[DEPS] = Deps(settings=app[SETTINGS], sessions=sessions, store=lambda: app[STORE],
-                        sipgate=lambda: app[SIPGATE], hub=lambda: app[HUB], http=lambda: app[HTTP])
+                        sipgate=lambda: app[SIPGATE], hub=lambda: app[HUB], http=lambda: app[HTTP],
+                        presence=lambda: app[PRESENCE])
     aiohttp_jinja2.setup(portal, loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                          undefined=jinja2.StrictUndefined)
     r = portal.router

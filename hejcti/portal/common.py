@@ -60,6 +60,7 @@ class Deps:
     sipgate: Callable[[], Any]
     hub: Callable[[], Any]
     http: Callable[[], Any]
+    presence: Callable[[], Any]
 
     def admin(self) -> Admin:
         admin = Admin(self.store(), self.settings)

@@ -56,11 +56,11 @@ async def page(request: web.Request, *, status: int = 200, error: str | None = N
     account = await admin.show_account(ctx.account_id)
     overview = await admin.users_overview(ctx.account_id)
     crm_users, crm_problem = await _crm_users(ctx, account)
-    hub = ctx.deps.hub()
+    open_sessions = await ctx.deps.presence().counts(ctx.deps.store(), ctx.account_id,
+                                                     [u["user_id"] for u in overview["users"] if u["user_id"]])
     rows = []
     for u in overview["users"]:
-        sessions = len(hub.sessions_for(ctx.account_id, (), [u["user_id"]])) if u["user_id"] else 0
-        rows.append({**u, "sessions": sessions,
+        rows.append({**u, "sessions": open_sessions.get(u["user_id"], 0) if u["user_id"] else 0,
                      "proposal": _proposal(u.get("email"), crm_users) if crm_users and not u["crm_user"] else None})
     if (data := twin(request, {"sipgate": overview["sipgate"], "users": rows})) is not None:
         return data
