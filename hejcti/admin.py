@@ -371,3 +371,9 @@ class Admin:
         rows = await self.store.fetch("portal_calls", account_id, min(limit, 100 - offset), offset)
         total = await self.store.fetchval("portal_calls_count", account_id)
         return {"account_id": account_id, "total": int(total or 0), "calls": [dict(r) for r in rows]}
+
+    async def sipgate_names(self, account_id: str) -> dict[str, str]:
+        """The names of the account's sipgate users by id, fetched live (the calls page names whom a call rang
+        for and who answered); empty when sipgate is not connected or does not answer."""
+        live = await self._live_users(account_id, {})
+        return {uid: found.user.name for uid, found in live.items() if found.user.name}

@@ -32,10 +32,16 @@ def _http(url: str | None) -> bool:
     return bool(url) and str(url).startswith(("https://", "http://"))
 
 
-def _call(row: dict[str, Any]) -> dict[str, Any]:
+def _person(sipgate_user: str | None, names: dict[str, str]) -> dict[str, Any] | None:
+    """A sipgate user as the page shows them: the name (fetched live) with the id beside it, or the id alone."""
+    return None if not sipgate_user else {"id": sipgate_user, "name": names.get(sipgate_user)}
+
+
+def _call(row: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     return {"at": row["started_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), "direction": row["direction"],
             "number": phones.mask(row["number"]) if row["number"] else None,
-            "users": ", ".join(row["users"] or []), "answered_by": row["answered_by"], "voicemail": row["voicemail"],
+            "users": [_person(u, names) for u in row["users"] or []],
+            "answered_by": _person(row["answered_by"], names), "voicemail": row["voicemail"],
             "pop_ms": row["pop_ms"], "resolved": row["pop_resolved"], "record": _record(row)}
 
 
@@ -45,9 +51,11 @@ async def page(request: web.Request) -> web.Response:
         number = max(1, min(int(request.query.get("page", "1")), PAGES))
     except ValueError:
         number = 1
-    found = await ctx.deps.admin().recent_calls(ctx.account_id, limit=PER_PAGE, offset=(number - 1) * PER_PAGE)
+    admin = ctx.deps.admin()
+    found = await admin.recent_calls(ctx.account_id, limit=PER_PAGE, offset=(number - 1) * PER_PAGE)
     pages = max(1, -(-found["total"] // PER_PAGE))
-    calls = [_call(r) for r in found["calls"]]
+    names = await admin.sipgate_names(ctx.account_id) if found["calls"] else {}
+    calls = [_call(r, names) for r in found["calls"]]
     if (data := twin(request, {"page": min(number, pages), "pages": pages, "calls": calls})) is not None:
         return data
     return await render(ctx, "calls.html", calls=calls, page=min(number, pages),

@@ -167,6 +167,9 @@ async def test_an_admin_runs_the_portal_in_a_browser(ui, make_harness, sipgate, 
             await s(page.reload())
         assert "…567" in cells and "4915791234567" not in cells and "incoming" in cells
         assert re.search(r"\t\d+\t", cells), cells  # ring-to-pop in ms
+        rang, answered = await s(page.locator("#calls tbody tr").first.locator("td").evaluate_all(
+            "(tds) => [tds[3].innerText, tds[4].innerText]"))
+        assert rang == "Grace Hopper (w1)", rang  # the name fetched from sipgate, its id beside it
         await s.shot("calls")
 
         # end Grace's sessions: her socket closes with 4502

@@ -7,6 +7,7 @@ import asyncio
 import json
 from typing import Any
 
+from tests.e2e.test_fanout import hangup, new_call
 from tests.portal_kit import Portal, browser
 
 
@@ -39,3 +40,34 @@ async def test_open_sessions_are_counted_across_processes(make_harness):
         page = await portal.get("/portal/users")
         assert "per process" not in page and "this server process" not in page
     await on_a.close()
+
+
+async def _calls_of(h: Any, acc: dict[str, Any], *call_ids: str) -> None:
+    for call_id in call_ids:
+        assert (await h.post(acc["url"], new_call(call_id, frm="492111234567")))[0] == 200
+        assert (await h.post(acc["url"], hangup(call_id)))[0] == 200
+    for _ in range(100):
+        if await h.pool.fetchval("SELECT count(*) FROM calls WHERE account_id = $1", acc["account_id"]) == len(call_ids):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the calls were not stored")
+
+
+async def test_the_calls_page_shows_the_records_link_and_the_reason_it_failed(harness):
+    acc = await harness.account()
+    await harness.user(acc["account_id"], "w0")
+    await _calls_of(harness, acc, "CALLREC1", "CALLREC2")
+    insert = ("INSERT INTO call_records (account_id, record_key, call_ids, state, crm_url, last_error) "
+              "VALUES ($1, $2, ARRAY[$2], $3, $4, $5)")
+    await harness.pool.execute(insert, acc["account_id"], "CALLREC1", "done", "https://crm.example.com/calls/77", None)
+    await harness.pool.execute(insert, acc["account_id"], "CALLREC2", "failed", None,
+                               'HTTP 400: <b>field "subject" is required</b>')
+    async with browser() as http:
+        portal = Portal(harness, http)
+        await portal.sign_in(acc["account_id"], acc["admin_token"])
+        async with http.get(harness.base + "/portal/calls") as r:
+            raw = await r.text()
+        assert '<a href="https://crm.example.com/calls/77" rel="noreferrer noopener">open</a>' in raw
+        assert "&lt;b&gt;field &#34;subject&#34; is required&lt;/b&gt;" in raw and "<b>" not in raw
+        assert "written" in raw and "failed" in raw
+        assert "<td>w0</td>" in raw  # without sipgate connected: the id alone, for whom it rang
