@@ -96,8 +96,25 @@ function startSocket(token) {
     server: state.server, token,
     resume,
     onStatus, onMessage,
+    wake: (when) => chrome.alarms.create("reconnect", { when }),
   });
   socket.start();
+  chrome.alarms.create("keepalive", { periodInMinutes: 1 });
+}
+
+// chrome.alarms: Chrome stops an MV3 service worker after 30 s without events, and a pending setTimeout does
+// not count. While online the pings every 20 s keep it; while waiting to reconnect the backoff stays below that
+// (socket.js), and the "reconnect" alarm (Chrome runs it 30 s on at the earliest in a packed extension) starts a
+// worker that was stopped anyway. "keepalive" wakes a stopped worker each minute while signed in: init() then
+// connects again with the stored token and resumes from the last seq.
+chrome.alarms.onAlarm.addListener(async (alarm) => {
+  await ready;
+  if (alarm.name === "reconnect" || alarm.name === "keepalive") socket?.retryNow();
+});
+
+function stopAlarms() {
+  chrome.alarms.clear("reconnect");
+  chrome.alarms.clear("keepalive");
 }
 
 /** The `seq` to resume after. Before any event was seen, a reconnect of a sign-in that was online already
@@ -115,6 +132,7 @@ async function onStatus(status, detail) {
   if (status === "signed_out") {
     // 4500-4999: this token is no good any more (revoked, account deleted, unknown): forget it, stay off
     socket = null;
+    stopAlarms();
     state.me = null;
     await storage.remove("token");
     state.status = "signed_out";
@@ -124,6 +142,7 @@ async function onStatus(status, detail) {
   }
   state.status = status;
   if (status === "online") {
+    chrome.alarms.clear("reconnect");
     if ((await storage.get("onlineSince")) === null) await storage.set("onlineSince", Date.now());
     if (state.notice?.key?.startsWith("signedOut")) state.notice = null;
     render();
@@ -254,6 +273,7 @@ async function signedIn(server, token) {
 async function signOut() {
   socket?.stop();
   socket = null;
+  stopAlarms();
   crmTokens = null;
   await storage.forgetTokens();
   Object.assign(state, { status: "signed_out", me: null, cards: calls.newCards(), crmState: needsCrmSignIn() ? "needed" : "none" });

@@ -7,7 +7,10 @@ export const PING_MS = 20000;
 const AUTH_TIMEOUT_MS = 15000;
 const REPLY_TIMEOUT_MS = 10000;
 const BACKOFF_MIN_MS = 500;
-const BACKOFF_MAX_MS = 30000;
+// Below the 30 s after which Chrome stops an idle MV3 service worker: a pending setTimeout does not keep the
+// worker alive, so a longer wait could end with no worker left to reconnect. The caller's wake(when) (an
+// alarm, chrome.alarms in background.js) starts a stopped worker again for the reconnect all the same.
+export const BACKOFF_MAX_MS = 20000;
 
 /** Whether a close code (CONTRACT §5) means "reconnect". Anything but 4500-4999 and our own close does. */
 export function shouldReconnect(code) {
@@ -31,10 +34,11 @@ export class Socket {
   /**
    * server: the Hej CTI base URL; token: the user's token; resume(): the last seq seen (or null);
    * onMessage(msg): every server message that is not a reply; onStatus(status, detail): "connecting",
-   * "online" (with auth_ok), "offline" (waiting to reconnect), "signed_out" (with the close code).
+   * "online" (with auth_ok), "offline" (waiting to reconnect), "signed_out" (with the close code);
+   * wake(at): a reconnect is due at this time (ms since the epoch), for an alarm that outlives the worker.
    */
-  constructor({ server, token, resume, onMessage, onStatus }) {
-    Object.assign(this, { server, token, resume, onMessage, onStatus });
+  constructor({ server, token, resume, onMessage, onStatus, wake = () => {} }) {
+    Object.assign(this, { server, token, resume, onMessage, onStatus, wake });
     this.ws = null;
     this.attempt = 0;
     this.stopped = false;
@@ -67,7 +71,7 @@ export class Socket {
     const resume = await this.resume();
     if (this.stopped) return;
     const ws = (this.ws = new WebSocket(wsUrl(this.server)));
-    this.timers.auth = setTimeout(() => ws.close(4000, "no auth_ok in time"), AUTH_TIMEOUT_MS);
+    this.timers.auth = setTimeout(() => this.abandon(ws, "no auth_ok in time"), AUTH_TIMEOUT_MS);
     ws.onopen = () => {
       const auth = { type: "auth", token: this.token };
       if (Number.isInteger(resume)) auth.resume = resume;
@@ -118,12 +122,31 @@ export class Socket {
     const wait = backoff(this.attempt++);
     this.onStatus("offline", { code, retryInMs: wait });
     this.timers.retry = setTimeout(() => this.connect(), wait);
+    this.wake(Date.now() + wait);
   }
 
-  /** A ping; the one before it still unanswered means the connection is dead: close it and reconnect. */
+  /** Reconnect now when a reconnect is waiting (the alarm of wake() went off); nothing otherwise. */
+  retryNow() {
+    if (this.stopped || this.ws || !this.timers.retry) return;
+    this.connect();
+  }
+
+  /** Give up on a connection that stopped answering: on a dead TCP link its close can take minutes to be
+   * reported, so its handlers go, it counts as closed now, and the reconnect is scheduled at once. */
+  abandon(ws, reason) {
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    this.closed(ws, 4000);
+    try {
+      ws.close(4000, reason);
+    } catch {
+      // closing a socket that is not open yet may throw; it is gone for us either way
+    }
+  }
+
+  /** A ping; the one before it still unanswered means the connection is dead: abandon it and reconnect. */
   ping() {
     if (this.pingOutstanding) {
-      this.ws?.close(4000, "no pong");
+      if (this.ws) this.abandon(this.ws, "no pong");
       return;
     }
     this.pingOutstanding = true;
