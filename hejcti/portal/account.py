@@ -28,7 +28,8 @@ async def page(request: web.Request, *, status: int = 200, error: str | None = N
     sipgate = await admin.sipgate_status(ctx.account_id)
     if (data := twin(request, {"account": shown, "sipgate": sipgate})) is not None:
         return data
-    return await render(ctx, "account.html", status=status, account=shown, sipgate=sipgate, choices=CHOICES,
+    oauth = ctx.deps.sipgate().oauth_client() is not None
+    return await render(ctx, "account.html", status=status, account=shown, sipgate=sipgate, choices=CHOICES, oauth=oauth,
                         crm_names=CRM_NAMES, error=ctx.t(error) if error else None)
 
 

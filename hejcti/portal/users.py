@@ -50,7 +50,8 @@ def _proposal(email: str | None, crm_users: list[dict[str, Any]]) -> str | None:
     return next((u["id"] for u in crm_users if (u.get("email") or "").strip().lower() == wanted), None)
 
 
-async def page(request: web.Request, *, status: int = 200, error: str | None = None) -> web.Response:
+async def page(request: web.Request, *, status: int = 200, error: str | None = None,
+               new_token: dict[str, str] | None = None) -> web.Response:
     ctx = await signed_in(request)
     admin = ctx.deps.admin()
     account = await admin.show_account(ctx.account_id)
@@ -66,7 +67,12 @@ async def page(request: web.Request, *, status: int = 200, error: str | None = N
         return data
     problem = {"not_connected": "users.sipgate_not_connected",
                "unavailable": "users.sipgate_unavailable"}.get(overview["sipgate"])
-    return await render(ctx, "users.html", status=status, rows=rows, crm_users=crm_users,
+    oauth = ctx.deps.sipgate().oauth_client() is not None
+    if new_token is not None:
+        new_token["label"] = next((r["name"] or r["sipgate_user"] for r in rows if r["user_id"] == new_token["user_id"]),
+                                  new_token["user_id"])
+    return await render(ctx, "users.html", status=status, rows=rows, crm_users=crm_users, oauth=oauth,
+                        new_token=new_token,
                         crm_token_set=bool(ctx.raw.get(CRM_TOKEN)), account=account,
                         sipgate_problem=ctx.t(problem) if problem else None,
                         crm_problem=ctx.t(crm_problem) if crm_problem else None,
@@ -82,7 +88,8 @@ async def enable(request: web.Request) -> web.Response:
     except BadRequestError:
         return await page(request, status=400, error="users.enable_failed")
     log.info("portal.user_enabled", account=ctx.account_id, user_id=made["user_id"])  # its token is never shown
-    raise back("/users", "users.enabled_done")
+    oauth = ctx.deps.sipgate().oauth_client() is not None  # else the user needs a token: "New token" shows one
+    raise back("/users", "users.enabled_done" if oauth else "users.enabled_done_token")
 
 
 async def _own_user(request: web.Request) -> tuple[Ctx, Any, str]:
@@ -116,6 +123,15 @@ async def revoke(request: web.Request) -> web.Response:
     raise back("/users", "users.revoked_done")
 
 
+async def new_token(request: web.Request) -> web.Response:
+    """A new extension token for the user, shown once on the page this POST answers (never in a URL or a log
+    line; the page is not cached); the old token stops working and its sessions end (4502)."""
+    ctx, _, user_id = await _own_user(request)
+    made = await ctx.deps.admin().new_user_token(user_id)
+    log.info("portal.user_token", account=ctx.account_id, user_id=user_id)
+    return await page(request, new_token={"user_id": user_id, "token": made["token"]})
+
+
 async def crm_token(request: web.Request) -> web.Response:
     ctx = await signed_in(request)
     form = await posted(request, ctx)
@@ -142,3 +158,4 @@ def routes(r: web.UrlDispatcher) -> None:
     r.add_post("/users/{user_id}/disable", disable)
     r.add_post("/users/{user_id}/map", map_user)
     r.add_post("/users/{user_id}/revoke", revoke)
+    r.add_post("/users/{user_id}/token", new_token)

@@ -132,6 +132,8 @@ async def test_an_admin_runs_the_portal_in_a_browser(ui, make_harness, sipgate, 
         await s(page.get_by_label("Filter").fill(""))
         await s.click("Enable: Grace Hopper")
         await s.click("Enable: Jürgen Müller")
+        assert "They sign in to the extension with sipgate." in await s.text()  # no token to hand out here
+        assert await s(page.get_by_role("button", name="New token: Grace Hopper").count()) == 0
         assert (await s.text((await s.row("Grace Hopper")).locator("td").nth(2))).strip() == "enabled"
         await s(page.get_by_label("CRM user id: Jürgen Müller").fill("su-juergen"))
         await s((await s.row("Jürgen Müller")).get_by_role("button", name="Map").click())

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
+
+from structlog.testing import capture_logs
 
 from tests.e2e.test_fanout import hangup, new_call
 from tests.portal_kit import Portal, browser
@@ -71,3 +74,31 @@ async def test_the_calls_page_shows_the_records_link_and_the_reason_it_failed(ha
         assert "&lt;b&gt;field &#34;subject&#34; is required&lt;/b&gt;" in raw and "<b>" not in raw
         assert "written" in raw and "failed" in raw
         assert "<td>w0</td>" in raw  # without sipgate connected: the id alone, for whom it rang
+
+
+async def test_without_sipgate_sign_in_konto_says_how_to_connect_and_users_get_a_token_once(harness):
+    acc = await harness.account()
+    old = await harness.user(acc["account_id"], "w1")
+    user_id = (await harness.admin.list_users(acc["account_id"]))["users"][0]["user_id"]
+    ws = await harness.connect(old)
+    with capture_logs() as logs:
+        async with browser() as http:
+            portal = Portal(harness, http)
+            await portal.sign_in(acc["account_id"], acc["admin_token"])
+            konto = await portal.get("/portal/account")
+            assert f"hejcti account connect-sipgate {acc['account_id']} --token-id token-… --token …" in konto
+            assert "personal access token" in konto
+            status, page, _ = await portal.post("/portal/users/enable", {"sipgate_user": "w5"})
+            assert 'Press "New token" in their row' in page and "with sipgate" not in page
+            status, page, r = await portal.post(f"/portal/users/{user_id}/token")
+            assert status == 200 and r.headers["Cache-Control"] == "no-store" and str(r.url).endswith("/token")
+            token = re.search(r'id="new_token" class="wide" value="([^"]+)"', page).group(1)
+            assert "New token for w1" in page and "shown only this once" in page
+            assert (await ws.expect("__closed__", timeout=10))["code"] == 4502  # the old token ended
+            again = await harness.connect(token)
+            assert token not in await portal.get("/portal/users")  # once
+            status, page, _ = await portal.post(f"/portal/users/{user_id}/token", csrf=False)
+            assert status == 403 and token not in page
+    assert token not in repr(logs) and old not in repr(logs)
+    assert not again.of("__closed__")
+
