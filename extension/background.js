@@ -20,6 +20,7 @@ const state = {
   crmState: "none", // none | signed_in | needed | expired (a refresh was refused) | refreshing
   cards: calls.newCards(),
   search: { q: "", users: [], error: null },
+  names: {}, // sipgate user id → name, from `me` and the directory's answers: "Answered by Grace Hopper"
   telSites: [],
 };
 let socket = null;
@@ -51,6 +52,7 @@ function view() {
     status: state.status, notice: state.notice, server: state.server, me: state.me,
     crm: state.crm && { ...state.crm, clientSecret: undefined, hasClientSecret: !!state.crm.clientSecret, label: info?.label, signIn: info?.signIn, state: state.crmState },
     crmState: state.crmState, cards: state.cards.cards, search: state.search, telSites: state.telSites,
+    names: state.names,
   };
 }
 
@@ -156,6 +158,7 @@ async function loadMe() {
   try {
     const reply = await socket.request({ type: "me" });
     state.me = reply.type === "me" ? { ...reply.user, crm_user: reply.crm_user } : { error: reply.code };
+    if (state.me.id) learnNames([state.me]);
   } catch {
     state.me = null;
   }
@@ -181,8 +184,13 @@ async function onMessage(msg) {
   const shown = state.cards.cards.find((c) => c.key === card?.key) || card;
   if (shown && (change === "new" || change === "joined") && shown.direction === "in") await pop(shown); // one id a card
   if (card && msg.type === "call.resolved" && card.state === "ringing") await pop(card);
+  if (card && msg.type === "call.answered") unpop(card); // answered, here or by a colleague: no longer ringing
   if (card && msg.type === "call.ended" && card.state === "ended") unpop(card);
   render();
+}
+
+function learnNames(users) {
+  for (const u of users) if (u.id) state.names[u.id] = u.name || u.email || u.id;
 }
 
 /** The colleague whose sipgate number this is (from `directory.search`), onto the card; nothing when sipgate
@@ -194,6 +202,7 @@ async function nameColleague(key, number) {
   } catch {
     return;
   }
+  if (reply.type === "directory.result") learnNames(reply.users);
   const match = reply.type === "directory.result" ? reply.users.filter((u) => (u.numbers || []).includes(number)) : [];
   if (match.length !== 1) return;
   const { name, extension } = match[0];
@@ -370,6 +379,7 @@ async function intent(m) {
       try {
         const reply = await socket.request({ type: "directory.search", q, limit: 20 });
         if (state.search.q !== q) return; // a later search is on its way
+        if (reply.type === "directory.result") learnNames(reply.users);
         state.search = reply.type === "directory.result" ? { q, users: reply.users, error: null } : { q, users: [], error: reply.code };
       } catch {
         state.search = { q, users: [], error: "offline" };

@@ -40,6 +40,7 @@ export function apply(state, event, now = Date.now()) {
       card = {
         key: event.call_id, legs: {}, seqs: [], direction: event.direction, number: event.number ?? null,
         display: event.display ?? null, anonymous: !!event.anonymous, contacts: event.contacts || [],
+        users: event.users || [],
         resolved: event.resolved !== false, at: event.at || new Date(now).toISOString(), answeredAt: null,
         endedAt: null, duration_s: null, cause: null, by: null, voicemail: false, logged: null, colleague: null,
         note: { status: "idle" }, state: "ringing",
@@ -89,6 +90,14 @@ export function setNote(state, key, note) {
 /** A caller with no CRM contact who is a colleague (a sipgate user of the account): name and extension. */
 export function setColleague(state, key, colleague) {
   return { ...state, cards: state.cards.map((c) => (c.key === key && !c.contacts.length ? { ...c, colleague } : c)) };
+}
+
+/** The sipgate user id of a colleague who answered this call, or null (nobody yet, the user, voicemail). `me`
+ * is the user's sipgate id; unknown (sipgate not connected), a call that rang for one user only was theirs. */
+export function answeredByColleague(card, me) {
+  if (card.state !== "answered" || !card.by) return null;
+  const own = me || (card.users?.length === 1 ? card.users[0] : null);
+  return own && card.by !== own ? card.by : null;
 }
 
 export function dismiss(state, key) {

@@ -2,7 +2,7 @@
 // sends it intents. It keeps nothing of its own but what is being typed.
 
 import { localize, t } from "../i18n.js";
-import { talkTime } from "../calls.js";
+import { answeredByColleague, talkTime } from "../calls.js";
 import { connect, el, showNotice, textOf, wireSignIn } from "./common.js";
 
 localize();
@@ -121,7 +121,7 @@ function fillCard(n, card) {
   } else {
     n.logged.replaceChildren();
   }
-  n.hangup.hidden = card.state === "ended";
+  n.hangup.hidden = card.state === "ended" || !!colleagueOf(card); // a colleague's call is theirs to end
   n.dismiss.hidden = card.state !== "ended";
 }
 
@@ -129,8 +129,14 @@ function crmLabel(kind) {
   return { salesforce: "Salesforce", hubspot: "HubSpot", pipedrive: "Pipedrive", zendesk: "Zendesk", sugarcrm: "SugarCRM", suitecrm: "SuiteCRM", directory: t("directoryName") }[kind] || kind || "CRM";
 }
 
+function colleagueOf(card) {
+  return answeredByColleague(card, current?.me?.id);
+}
+
 function stateText(card) {
   if (card.state === "ringing") return t("ringing");
+  const colleague = colleagueOf(card);
+  if (colleague) return t("answeredBy", current.names?.[colleague] || colleague);
   if (card.state === "answered") return card.voicemail ? t("voicemail") : t("answeredFor", talkTime((Date.now() - card.answeredAt) / 1000));
   if (card.duration_s !== null) return t("endedAfter", talkTime(card.duration_s));
   return card.answeredAt ? t("ended") : t("missed");
@@ -144,7 +150,7 @@ setInterval(() => {
 // -- colleagues ----------------------------------------------------------------------------------------------
 
 function renderPeople(search) {
-  const answered = current.cards.find((c) => c.state === "answered" && c.direction);
+  const answered = current.cards.find((c) => c.state === "answered" && c.direction && !colleagueOf(c));
   const items = search.users.map((u) => el("li", { class: "person" },
     el("span", { class: `presence ${u.presence}`, role: "img", "aria-label": t(`presence_${u.presence}`), title: t(`presence_${u.presence}`) }),
     el("span", { class: "name", text: u.name || u.email || u.id }),

@@ -325,6 +325,12 @@ async def test_sign_in_with_sipgate_colleagues_dial_and_a_transfer_on_one_card(m
     await h.post(acc["url"], new_call("CT1", users=("w0", "w1")))
     await extension.card("Julia Schmidt")
     await h.post(acc["url"], answer("CT1", by="w1"))
+    await extension.see("Answered by Grace Hopper")  # her name from the directory; hers to end or transfer
+    card = extension.panel.get_by_role("article", name="Julia Schmidt")
+    assert not await extension.ui(card.get_by_role("button", name="Hang up").is_visible())
+    assert not await extension.ui(extension.panel.get_by_role("button", name="Transfer the call to Grace Hopper").count())
+    assert await extension.ui((await extension.worker()).evaluate("chrome.notifications.getAll()")) == {}
+    await extension.shot("answered-by-grace")
     await h.post(acc["url"], transferred("CT2", "CT1", "w0"))
     await h.post(acc["url"], hangup("CT1"))
     await grace.expect("call.ended", call_id="CT1")
