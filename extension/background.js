@@ -9,7 +9,7 @@ import { CRMS, CrmSignInError, needsRefresh } from "./crm.js";
 import { crmRefresh, crmSignIn, pastedToken, serverBase, signInWithSipgate } from "./auth.js";
 import * as calls from "./calls.js";
 import { registerTel } from "./sites.js";
-import { onPopClicked, pop, unpop, unpopAll } from "./ui/notifications.js";
+import { onPopClicked, pop, repop, unpop, unpopAll } from "./ui/notifications.js";
 
 const state = {
   status: "signed_out", // signed_out | connecting | online | offline
@@ -177,12 +177,13 @@ async function onMessage(msg) {
   state.cards = cards;
   await storage.set("calls", cards.cards);
   if (cards.lastSeq !== null) await storage.set("lastSeq", cards.lastSeq);
+  if (card && (change === "new" || change === "joined") && card.direction === "in") await pop(card); // one id a card
   if (card && change === "new" && !card.contacts.length && card.number && !card.colleague) {
+    // the pop is up already ("Unknown caller"); an internal call is a colleague's, named when the directory answers
     render();
-    await nameColleague(card.key, card.number); // an internal call: a colleague, not an unknown caller
+    const named = await nameColleague(card.key, card.number);
+    if (named?.direction === "in" && named.state === "ringing") await repop(named);
   }
-  const shown = state.cards.cards.find((c) => c.key === card?.key) || card;
-  if (shown && (change === "new" || change === "joined") && shown.direction === "in") await pop(shown); // one id a card
   if (card && msg.type === "call.resolved" && card.state === "ringing") await pop(card);
   if (card && msg.type === "call.answered") unpop(card); // answered, here or by a colleague: no longer ringing
   if (card && msg.type === "call.ended" && card.state === "ended") unpop(card);
@@ -193,21 +194,22 @@ function learnNames(users) {
   for (const u of users) if (u.id) state.names[u.id] = u.name || u.email || u.id;
 }
 
-/** The colleague whose sipgate number this is (from `directory.search`), onto the card; nothing when sipgate
- * is not connected or the number is nobody's. */
+/** The colleague whose sipgate number this is (from `directory.search`), onto the card, which is returned;
+ * null when sipgate is not connected or the number is nobody's. */
 async function nameColleague(key, number) {
   let reply;
   try {
     reply = await socket.request({ type: "directory.search", q: number, limit: 2 }, 2000);
   } catch {
-    return;
+    return null;
   }
   if (reply.type === "directory.result") learnNames(reply.users);
   const match = reply.type === "directory.result" ? reply.users.filter((u) => (u.numbers || []).includes(number)) : [];
-  if (match.length !== 1) return;
+  if (match.length !== 1) return null;
   const { name, extension } = match[0];
   state.cards = calls.setColleague(state.cards, key, { name: name || match[0].email, extension });
   await storage.set("calls", state.cards.cards);
+  return state.cards.cards.find((c) => c.key === key && c.colleague) || null;
 }
 
 // -- the pop (ui/notifications.js) --------------------------------------------------------------------------

@@ -24,6 +24,13 @@ export async function pop(card) {
   });
 }
 
+/** The pop of a card again with what is known now (a colleague's name), when it still shows: one the user
+ * closed stays closed. */
+export function repop(card) {
+  const { title, message } = popText(card);
+  return chrome.notifications.update(PREFIX + card.key, { title, message: message || t("incomingCall") });
+}
+
 export function unpop(card) {
   return chrome.notifications.clear(PREFIX + card.key);
 }

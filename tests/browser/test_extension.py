@@ -38,6 +38,8 @@ SPY = """() => {
   self.__pops = [];
   const create = chrome.notifications.create;
   chrome.notifications.create = (id, options) => { self.__pops.push({ id, ...options }); return create.call(chrome.notifications, id, options); };
+  const update = chrome.notifications.update;
+  chrome.notifications.update = (id, options) => { self.__pops.push({ id, update: true, ...options }); return update.call(chrome.notifications, id, options); };
 }"""
 
 
@@ -109,8 +111,14 @@ class Extension:
         await self.ui(self.panel.get_by_role("button", name="Sign in with token").click())
         await self.see("Online")
 
-    async def pops(self) -> list[dict[str, Any]]:
-        return await self.ui((await self.worker()).evaluate("self.__pops"))
+    async def pops(self, count: int | None = None) -> list[dict[str, Any]]:
+        """The notifications shown so far (SPY), waiting for ``count`` of them when given."""
+        for _ in range(100):
+            shown = await self.ui((await self.worker()).evaluate("self.__pops"))
+            if count is None or len(shown) >= count:
+                return shown
+            await asyncio.sleep(0.1)
+        return shown
 
 
 @pytest.fixture
@@ -334,10 +342,7 @@ async def test_sign_in_with_sipgate_colleagues_dial_and_a_transfer_on_one_card(m
     await h.post(acc["url"], transferred("CT2", "CT1", "w0"))
     await h.post(acc["url"], hangup("CT1"))
     await grace.expect("call.ended", call_id="CT1")
-    for _ in range(100):  # the transferred leg pops again, on the same notification
-        if len(pops := await extension.pops()) == 2:
-            break
-        await asyncio.sleep(0.1)
+    pops = await extension.pops(count=2)  # the transferred leg pops again, on the same notification
     assert [p["id"] for p in pops] == ["call:CT1", "call:CT1"]
     await extension.see("Ringing")
     assert "Ringing" in await extension.card("Julia Schmidt")  # one card, ringing again for Ada
@@ -440,10 +445,14 @@ async def test_transfer_and_hang_up_from_the_side_panel(make_harness, extension,
     grace = SipgateClient(h.http, Credential.pat(PAT_ID, PAT), base_url=sipgate.api_url)
     sipgate.state.manual = True
 
+    await extension.ui((await extension.worker()).evaluate(SPY))
     await grace.dial("e1", sipgate.state.number_of("w0"))  # Grace calls Ada, who hangs up while it rings
     sipgate.release(2)  # the two newCalls
     card = await extension.card("Grace Hopper")  # no CRM contact: a colleague, by her sipgate number
     assert "internal" in card and "Ringing" in card
+    # the pop does not wait for the directory: it shows at once, and says who it is once the directory answered
+    pops = await extension.pops(count=2)
+    assert [(p["title"], p.get("update", False)) for p in pops] == [("Unknown caller", False), ("Grace Hopper", True)]
     await extension.ui(extension.panel.get_by_role("button", name="Hang up").click())
     await wait_for(lambda: sipgate.state.hangups)
     sipgate.release(2)  # both legs' hangups
