@@ -239,6 +239,29 @@ class Adapter(CrmAdapter):
         await self.request("PATCH", f"{base}/crm/v3/objects/calls/{record_id}", creds=creds, budget=10,
                            json={"properties": {"hs_call_body": f"{body}\n\n{text}" if body else text}})
 
+    async def list_users(self, creds: Credentials | None) -> list[dict[str, str | None]]:
+        """The account's owners (``id``, ``name``, ``email``), for the portal's mapping (CONTRACT §9): the owner id
+        is what records carry as ``hubspot_owner_id``. ``GET /crm/v3/owners`` (active ones), 500 a page, at
+        most four pages."""
+        base = self.base_url(creds, API)
+        out: list[dict[str, str | None]] = []
+        params: dict[str, str] = {"limit": "500", "archived": "false"}
+        for _ in range(4):
+            data = await self.request("GET", f"{base}/crm/v3/owners", creds=creds, budget=10, params=params)
+            if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+                raise CrmPermanentError("hubspot owners: unexpected answer", crm=self.kind)
+            for o in data["results"]:
+                if not isinstance(o, dict) or not o.get("id"):
+                    continue
+                name = " ".join(str(x) for x in (o.get("firstName"), o.get("lastName")) if x)
+                out.append({"id": str(o["id"]), "name": name or str(o.get("email") or o["id"]),
+                            "email": str(o["email"]) if o.get("email") else None})
+            after = ((data.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                break
+            params = {**params, "after": str(after)}
+        return out
+
 
 def _assoc(record_id: str, type_id: int) -> dict[str, Any]:
     return {"to": {"id": str(record_id)}, "types": [{"associationCategory": "HUBSPOT_DEFINED",

@@ -260,3 +260,14 @@ class Adapter(CrmAdapter):
         content = f"<p>Note on the call of {html.escape(str(log.get('start_time', '')))} UTC:</p><p>" + \
             html.escape(text).replace("\n", "<br>") + "</p>"
         await self.request("POST", f"{base}/api/v1/notes", creds=creds, budget=10, json={"content": content, **target})
+
+    async def list_users(self, creds: Credentials | None) -> list[dict[str, str | None]]:
+        """The company's active users (``id``, ``name``, ``email``), for the portal's mapping (CONTRACT §9): the
+        id is a call log's ``user_id``. One ``GET /api/v1/users`` (v1 answers them all at once)."""
+        base = self.base_url(creds, API)
+        data = _envelope(await self.request("GET", f"{base}/api/v1/users", creds=creds, budget=10), "users")
+        if not isinstance(data, list):
+            raise CrmPermanentError("pipedrive users: unexpected answer", crm=self.kind)
+        return [{"id": str(u["id"]), "name": str(u.get("name") or u.get("email") or u["id"]),
+                 "email": str(u["email"]) if u.get("email") else None}
+                for u in data if isinstance(u, dict) and u.get("id") and u.get("active_flag", True)]

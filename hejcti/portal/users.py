@@ -4,7 +4,8 @@ open sessions and actions (enable, disable, map, end sessions).
 A CRM user is typed by id, or picked from the CRM's users where the admin gave a CRM access token for this
 browser session: the token lives in the encrypted session cookie only (never on the server, in a page, a URL
 or a log line), and the list proposes the CRM user with the sipgate user's email, as sipgate's App Connect does.
-Listing needs the adapter's ``list_users`` (SugarCRM so far); other CRMs show the id field alone.
+Listing needs the adapter's ``list_users``; for a CRM without it the page shows the id field alone, and no
+token form.
 """
 
 from __future__ import annotations
@@ -68,10 +69,11 @@ async def page(request: web.Request, *, status: int = 200, error: str | None = N
     problem = {"not_connected": "users.sipgate_not_connected",
                "unavailable": "users.sipgate_unavailable"}.get(overview["sipgate"])
     oauth = ctx.deps.sipgate().oauth_client() is not None
+    can_list = account["crm"] not in (NO_CRM, "directory") and hasattr(adapter_class(account["crm"]), "list_users")
     if new_token is not None:
         new_token["label"] = next((r["name"] or r["sipgate_user"] for r in rows if r["user_id"] == new_token["user_id"]),
                                   new_token["user_id"])
-    return await render(ctx, "users.html", status=status, rows=rows, crm_users=crm_users, oauth=oauth,
+    return await render(ctx, "users.html", status=status, rows=rows, crm_users=crm_users, oauth=oauth, can_list=can_list,
                         new_token=new_token,
                         crm_token_set=bool(ctx.raw.get(CRM_TOKEN)), account=account,
                         sipgate_problem=ctx.t(problem) if problem else None,

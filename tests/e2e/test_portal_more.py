@@ -11,6 +11,8 @@ from typing import Any
 from structlog.testing import capture_logs
 
 from tests.e2e.test_fanout import hangup, new_call
+from tests.fakes import hubspot
+from tests.fakes.base import Running
 from tests.portal_kit import Portal, browser
 
 
@@ -102,3 +104,18 @@ async def test_without_sipgate_sign_in_konto_says_how_to_connect_and_users_get_a
     assert token not in repr(logs) and old not in repr(logs)
     assert not again.of("__closed__")
 
+
+
+async def test_the_crm_user_picker_lists_hubspot_owners_and_is_gone_where_the_crm_cannot_list(harness):
+    acc = await harness.account()  # a CSV file on the server: nothing to pick from
+    await harness.user(acc["account_id"], "w1")
+    state = hubspot.State()
+    state.add_owner("41630000", "Grace", "Hopper", "grace.hopper@example.org")
+    async with Running(hubspot.make_app(state)) as base, browser() as http:
+        portal = Portal(harness, http)
+        await portal.sign_in(acc["account_id"], acc["admin_token"])
+        assert 'action="/portal/users/crm-token"' not in await portal.get("/portal/users")
+        await harness.admin.set_crm(acc["account_id"], crm="hubspot", crm_instance=base)
+        assert 'action="/portal/users/crm-token"' in await portal.get("/portal/users")
+        status, page, _ = await portal.post("/portal/users/crm-token", {"token": "good-token"})
+        assert status == 200 and "Grace Hopper <grace.hopper@example.org>" in page

@@ -54,6 +54,14 @@ class State(FakeState):
     #: how many call searches a new call is not yet in (HubSpot's search index lags behind its writes)
     index_lag_searches: int = 0
     _unindexed: dict[str, int] = field(default_factory=dict)  # call id → searches it is still missing from
+    #: the account's owners, as ``GET /crm/v3/owners`` answers them (``add_owner``); archived ones only on request
+    owners: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_owner(self, oid: str, first: str, last: str, email: str, archived: bool = False) -> None:
+        self.owners.append({"id": oid, "email": email, "type": "PERSON", "firstName": first, "lastName": last,
+                            "userId": int(oid) + 1000, "userIdIncludingInactive": int(oid) + 1000,
+                            "createdAt": "2019-12-25T13:01:35.228Z", "updatedAt": "2023-08-22T13:40:26.790Z",
+                            "archived": archived, "teams": []})
 
     def add_contact(self, cid: str, first: str, last: str, phone: str | None = None, mobile: str | None = None,
                     owner: str | None = None, company_id: str | None = None, company: str | None = None,
@@ -103,6 +111,7 @@ class Fake(FakeCrm):
         app.router.add_post("/crm/v3/objects/calls", self.create_call)
         app.router.add_get("/crm/v3/objects/calls/{id}", self.get_call)
         app.router.add_patch("/crm/v3/objects/calls/{id}", self.patch_call)
+        app.router.add_get("/crm/v3/owners", self.owners)
 
     async def search(self, request: web.Request) -> web.Response:
         await self.slow()
@@ -144,6 +153,17 @@ class Fake(FakeCrm):
             results.append({"id": c["id"], "properties": {k: v for k, v in props.items() if k in wanted},
                             "createdAt": c["createdAt"], "updatedAt": c["createdAt"], "archived": False})
         return json_response({"total": len(results), "results": results})
+
+    async def owners(self, request: web.Request) -> web.Response:
+        """HubSpot's owners, ``limit`` a page (at most 500), ``after`` the next page's cursor in ``paging``."""
+        archived = request.query.get("archived", "false") == "true"
+        owners = [o for o in self.state.owners if o["archived"] == archived]
+        start, limit = int(request.query.get("after") or 0), min(int(request.query.get("limit") or 100), 500)
+        page = {"results": owners[start:start + limit]}
+        if start + limit < len(owners):
+            after = str(start + limit)
+            page["paging"] = {"next": {"after": after, "link": f"https://api.hubapi.com/crm/v3/owners?after={after}"}}
+        return json_response(page)
 
     async def details(self, _: web.Request) -> web.Response:
         return json_response({"portalId": 62515, "accountType": "STANDARD", "timeZone": "Europe/Berlin",

@@ -64,6 +64,16 @@ class State(FakeState):
     loose: bool = False
     returned: list[str] = field(default_factory=list)  # ids of every record a search answered with
     terms: list[tuple[str, str]] = field(default_factory=list)  # (persons|organizations, term) in order
+    #: the company's users, as ``GET /api/v1/users`` answers them (``add_user``), deactivated ones included
+    users: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_user(self, uid: int, name: str, email: str, active: bool = True) -> None:
+        self.users.append({"id": uid, "name": name, "default_currency": "EUR", "locale": "de_DE", "lang": 1,
+                           "email": email, "phone": None, "activated": active, "last_login": "2025-11-20 08:14:02",
+                           "created": "2024-02-01 09:00:00", "modified": "2025-11-20 08:14:02",
+                           "has_created_company": False, "access": [{"app": "sales", "admin": False}],
+                           "active_flag": active, "timezone_name": "Europe/Berlin", "timezone_offset": "+01:00",
+                           "role_id": 1, "icon_url": None, "is_you": uid == ME, "is_deleted": False})
 
     def add_contact(self, cid: str, first: str, last: str, phone: str, owner: str | None = None,
                     company_id: str | None = None, company: str | None = None, **_: Any) -> None:
@@ -98,10 +108,15 @@ class Fake(FakeCrm):
         app.router.add_get("/api/v2/persons/search", self.search)
         app.router.add_get("/api/v2/organizations/search", self.search_organizations)
         app.router.add_get("/api/v1/users/me", self.me)
+        app.router.add_get("/api/v1/users", self.list_users)
         app.router.add_post("/api/v1/callLogs", self.create_log)
         app.router.add_get("/api/v1/callLogs", self.list_logs)
         app.router.add_get("/api/v1/callLogs/{id}", self.get_log)
         app.router.add_post("/api/v1/notes", self.add_note)
+
+    async def list_users(self, _: web.Request) -> web.Response:
+        """``GET /api/v1/users``: every user of the company, in one answer (v1 does not page it)."""
+        return json_response({"success": True, "data": self.state.users})
 
     async def search(self, request: web.Request) -> web.Response:
         return await self._search(request, "persons", "phone", 0.79, self.state.persons, lambda p: p["phones"])
