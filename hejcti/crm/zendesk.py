@@ -170,6 +170,26 @@ class Adapter(CrmAdapter):
         await self.request("PUT", f"{base}/api/v2/tickets/{record_id}.json", creds=creds, budget=10,
                            json={"ticket": {"comment": {"body": text, "public": False}}})
 
+    async def list_users(self, creds: Credentials | None) -> list[dict[str, str | None]]:
+        """The account's active agents and admins (``id``, ``name``, ``email``), for the portal's mapping
+        (CONTRACT §9): ``GET /api/v2/users.json?role[]=agent&role[]=admin`` with cursor pages of 100, at most
+        five."""
+        base = self.base_url(creds)
+        params: list[tuple[str, str]] = [("role[]", "agent"), ("role[]", "admin"), ("page[size]", "100")]
+        out: list[dict[str, str | None]] = []
+        for _ in range(5):
+            data = await self.request("GET", f"{base}/api/v2/users.json", creds=creds, budget=10, params=params)
+            if not isinstance(data, dict) or not isinstance(data.get("users"), list):
+                raise CrmPermanentError("zendesk users: unexpected answer", crm=self.kind)
+            out += [{"id": str(u["id"]), "name": str(u.get("name") or u.get("email") or u["id"]),
+                     "email": str(u["email"]) if u.get("email") else None}
+                    for u in data["users"] if isinstance(u, dict) and u.get("id") and u.get("active", True)]
+            meta = data.get("meta") or {}
+            if not meta.get("has_more") or not meta.get("after_cursor"):
+                break
+            params = [*params[:3], ("page[after]", str(meta["after_cursor"]))]
+        return out
+
 
 #: Zendesk's answer (400) to a known idempotency key sent with a different body within two hours
 IDEMPOTENT_REQUEST_ERROR = "IdempotentRequestError"

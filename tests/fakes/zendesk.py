@@ -51,6 +51,14 @@ class State(FakeState):
                            "role": "end-user", "updated_at": "2025-10-30T16:41:12Z", "result_type": "user"})
 
 
+    def add_agent(self, uid: int, name: str, email: str, role: str = "agent", active: bool = True) -> None:
+        """A user who works in Zendesk (``agent`` or ``admin``), as ``GET /api/v2/users.json`` lists them."""
+        self.users.append({"id": uid, "url": f"https://acme.zendesk.com/api/v2/users/{uid}.json", "name": name,
+                           "email": email, "phone": None, "shared_phone_number": None, "organization_id": None,
+                           "role": role, "active": active, "suspended": False, "time_zone": "Europe/Berlin",
+                           "locale": "de", "updated_at": "2025-10-30T16:41:12Z"})
+
+
 class Fake(FakeCrm):
     state: State
 
@@ -78,8 +86,24 @@ class Fake(FakeCrm):
         self.routes(app)
         return app
 
+    async def list_users(self, request: web.Request) -> web.Response:
+        """Users of the asked roles (``role[]``), deactivated ones included, in cursor pages (``page[size]``,
+        ``page[after]``) with ``meta`` and ``links`` as Zendesk's cursor pagination answers."""
+        roles = set(request.query.getall("role[]", [])) or {"end-user", "agent", "admin"}
+        users = [u for u in self.state.users if u.get("role") in roles]
+        size = min(int(request.query.get("page[size]") or 100), 100)
+        start = int(request.query.get("page[after]") or 0)
+        page = users[start:start + size]
+        more = start + size < len(users)
+        after = str(start + size) if more else None
+        return json_response({"users": page, "meta": {"has_more": more, "after_cursor": after,
+                                                      "before_cursor": str(start) if page else None},
+                              "links": {"next": f"https://acme.zendesk.com/api/v2/users.json?page[after]={after}"
+                                        if more else None, "prev": None}})
+
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/api/v2/search.json", self.search)
+        app.router.add_get("/api/v2/users.json", self.list_users)
         app.router.add_post("/api/v2/tickets.json", self.create_ticket)
         app.router.add_get("/api/v2/tickets.json", self.list_tickets)
         app.router.add_get("/api/v2/organizations/show_many.json", self.show_organizations)

@@ -1,5 +1,5 @@
 """The CRM's users for the portal's mapping (CONTRACT §9) beyond SugarCRM's: ``list_users`` of HubSpot (its
-owners, paged) and Pipedrive (its users) against the fakes, in the vendors' answer shapes; active users only,
+owners, paged), Pipedrive (its users) and Zendesk (its agents and admins, paged) against the fakes, in the vendors' answer shapes; active users only,
 a rejected token an auth error."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import pytest
 from hejcti.crm.base import Credentials, CrmAuthError
 from hejcti.crm.hubspot import Adapter as HubSpot
 from hejcti.crm.pipedrive import Adapter as Pipedrive
-from tests.fakes import hubspot, pipedrive
+from hejcti.crm.zendesk import Adapter as Zendesk
+from tests.fakes import hubspot, pipedrive, zendesk
 from tests.fakes.base import Running
 
 GOOD = Credentials(access_token="good-token")
@@ -43,6 +44,23 @@ async def test_pipedrive_lists_its_active_users():
         assert await adapter.list_users(GOOD) == [
             {"id": str(pipedrive.ME), "name": "Grace Hopper", "email": "grace.hopper@example.org"},
             {"id": "1234569", "name": "Ada Lovelace", "email": None}]
+        state.expire_token()
+        with pytest.raises(CrmAuthError):
+            await adapter.list_users(GOOD)
+
+
+async def test_zendesk_lists_its_active_agents_and_admins_across_pages():
+    state = zendesk.State()
+    state.add_contact("9001", "Erika", "Muster", "+49 211 1234567")  # an end-user: not one to map
+    for i in range(100):
+        state.add_agent(8000 + i, f"Agent {i}", f"agent{i}@example.org")
+    state.add_agent(7000, "Grace Hopper", "grace.hopper@example.org", role="admin")
+    state.add_agent(7001, "Old Timer", "old@example.org", active=False)
+    async with Running(zendesk.make_app(state)) as base, aiohttp.ClientSession() as http:
+        adapter = Zendesk(instance=base, region="DE", http=http)
+        users = await adapter.list_users(GOOD)
+        assert len(users) == 101 and users[0] == {"id": "8000", "name": "Agent 0", "email": "agent0@example.org"}
+        assert users[-1] == {"id": "7000", "name": "Grace Hopper", "email": "grace.hopper@example.org"}
         state.expire_token()
         with pytest.raises(CrmAuthError):
             await adapter.list_users(GOOD)
