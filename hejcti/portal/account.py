@@ -9,8 +9,10 @@ from aiohttp import web
 
 from hejcti import logs
 from hejcti.crm import KINDS
+from hejcti.crm.zendesk import instance_url as zendesk_instance_url
 from hejcti.errors import BadRequestError
 from hejcti.portal.common import PREFIX, back, posted, render, see_other, signed_in, twin
+from hejcti.portal.hosts import refused_instance
 from hejcti.sipgate import SipgateError
 
 log = logs.get("hejcti.portal")
@@ -41,6 +43,11 @@ async def set_crm(request: web.Request) -> web.Response:
         return await page(request, status=400, error="account.crm_directory_refused" if crm == "directory"
                           else "account.crm_invalid")
     instance = str(form.get("crm_instance") or "").strip() or None
+    if instance and not ctx.deps.settings.crm_allow_private_hosts:  # no CRM on the server's own networks (SSRF)
+        url = zendesk_instance_url(instance) if crm == "zendesk" else instance
+        if "://" in url and (why := await refused_instance(url)) is not None:
+            log.info("portal.crm_refused", account=ctx.account_id, crm=crm, reason=why)
+            return await page(request, status=400, error=why)
     try:
         await ctx.deps.admin().set_crm(ctx.account_id, crm=crm, crm_instance=instance,
                                        log_calls=form.get("log_calls") == "on")

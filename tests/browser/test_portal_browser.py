@@ -84,7 +84,8 @@ class Steps:
 async def test_an_admin_runs_the_portal_in_a_browser(ui, make_harness, sipgate, sugar):
     h = await make_harness(sipgate_api_url=sipgate.api_url, sipgate_login_url=sipgate.login_url,
                            sipgate_client_id=sipgate.state.client_id,
-                           sipgate_client_secret=sipgate.state.client_secret)
+                           sipgate_client_secret=sipgate.state.client_secret,
+                           crm_allow_private_hosts=True)  # the fake CRM is on 127.0.0.1
     context = await ui(ui.browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-US"))
     page = await ui(context.new_page())
     s = Steps(ui, page, "portal")

@@ -119,3 +119,23 @@ async def test_the_crm_user_picker_lists_hubspot_owners_and_is_gone_where_the_cr
         assert 'action="/portal/users/crm-token"' in await portal.get("/portal/users")
         status, page, _ = await portal.post("/portal/users/crm-token", {"token": "good-token"})
         assert status == 200 and "Grace Hopper <grace.hopper@example.org>" in page
+
+
+async def test_the_portal_refuses_a_crm_on_the_servers_own_networks(make_harness):
+    internal = ("https://127.0.0.1", "https://169.254.169.254/latest", "https://10.0.0.1:8443", "http://[::1]/",
+                "https://localhost", "https://2130706433", "https://[::ffff:127.0.0.1]")
+    for allowed in (False, True):
+        h = await make_harness(crm_allow_private_hosts=allowed)
+        acc = await h.account()
+        async with browser() as http:
+            portal = Portal(h, http)
+            await portal.sign_in(acc["account_id"], acc["admin_token"])
+            for url in internal:
+                status, page, _ = await portal.post("/portal/account/crm", {"crm": "sugarcrm", "crm_instance": url})
+                stored = (await h.admin.show_account(acc["account_id"]))["crm_instance"]
+                if allowed:
+                    assert status == 200 and stored == url.rstrip("/"), url
+                else:
+                    assert status == 400 and "private, loopback or link-local network" in page, url
+                    assert stored != url.rstrip("/")
+    await h.admin.set_crm(acc["account_id"], crm="sugarcrm", crm_instance="https://127.0.0.1")  # the CLI's way
