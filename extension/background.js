@@ -33,7 +33,8 @@ async function init() {
   state.crm = await storage.get("crm");
   state.telSites = await storage.get("telSites", []);
   crmTokens = await storage.get("crmTokens");
-  state.cards = { cards: await storage.get("calls", []), lastSeq: await storage.get("lastSeq") };
+  state.cards = { cards: await storage.get("calls", []), lastSeq: await storage.get("lastSeq"),
+                  dismissed: await storage.get("dismissed", []) };
   state.crmState = crmTokens ? "signed_in" : needsCrmSignIn() ? "needed" : "none";
   const token = await storage.get("token");
   if (state.server && token) startSocket(token);
@@ -274,7 +275,7 @@ async function signedIn(server, token) {
   state.server = serverBase(server);
   await storage.set("server", state.server);
   await storage.set("token", token);
-  await storage.remove("lastSeq", "calls", "onlineSince");
+  await storage.remove("lastSeq", "calls", "onlineSince", "dismissed");
   state.cards = calls.newCards();
   state.notice = null;
   startSocket(token);
@@ -373,6 +374,7 @@ async function intent(m) {
     case "dismiss":
       state.cards = calls.dismiss(state.cards, m.key);
       await storage.set("calls", state.cards.cards);
+      await storage.set("dismissed", state.cards.dismissed);
       return render();
     case "search": {
       const q = String(m.q || "").slice(0, 100);

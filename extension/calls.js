@@ -7,9 +7,16 @@
 // - An event whose `seq` the card has seen already is dropped (a resume after a reconnect may overlap).
 
 export const MAX_CARDS = 20;
+/** How long an unresolved card says "looking the caller up" after it rang here: the server's lookup deadline
+ * has passed by then, and a `call.resolved` that comes later still fills the card. */
+export const LOOKUP_WAIT_MS = 10000;
 
+export const MAX_DISMISSED = 100;
+
+/** cards: newest first; lastSeq: the highest `seq` seen; dismissed: the legs of the cards the user removed, so
+ * that an event of theirs that comes again (a resume overlaps) does not bring the card back. */
 export function newCards() {
-  return { cards: [], lastSeq: null };
+  return { cards: [], lastSeq: null, dismissed: [] };
 }
 
 function cardOf(state, callId) {
@@ -28,9 +35,13 @@ function overall(card) {
 export function apply(state, event, now = Date.now()) {
   const type = event.type || "";
   if (!type.startsWith("call.") || !event.call_id) return { state, card: null, change: "ignored" };
-  const next = { cards: state.cards.map((c) => ({ ...c, legs: { ...c.legs }, seqs: [...c.seqs] })), lastSeq: state.lastSeq };
+  const next = { cards: state.cards.map((c) => ({ ...c, legs: { ...c.legs }, seqs: [...c.seqs] })), lastSeq: state.lastSeq,
+                 dismissed: state.dismissed || [] };
   const seq = Number.isInteger(event.seq) ? event.seq : null;
   if (seq !== null) next.lastSeq = Math.max(next.lastSeq ?? 0, seq);
+  if (next.dismissed.includes(event.call_id) || (event.orig_call_id && next.dismissed.includes(event.orig_call_id))) {
+    return { state: next, card: null, change: "ignored" };
+  }
   let card = cardOf(next, event.call_id);
   if (card && seq !== null && card.seqs.includes(seq)) return { state: next, card, change: "duplicate" };
   let change = "updated";
@@ -40,7 +51,7 @@ export function apply(state, event, now = Date.now()) {
       card = {
         key: event.call_id, legs: {}, seqs: [], direction: event.direction, number: event.number ?? null,
         display: event.display ?? null, anonymous: !!event.anonymous, contacts: event.contacts || [],
-        users: event.users || [],
+        users: event.users || [], receivedAt: now,
         resolved: event.resolved !== false, at: event.at || new Date(now).toISOString(), answeredAt: null,
         endedAt: null, duration_s: null, cause: null, by: null, voicemail: false, logged: null, colleague: null,
         note: { status: "idle" }, state: "ringing",
@@ -59,8 +70,8 @@ export function apply(state, event, now = Date.now()) {
   } else if (type === "call.resolved") {
     Object.assign(card, { contacts: event.contacts || [], resolved: true });
   } else if (type === "call.answered") {
-    card.legs[event.call_id] = "answered";
-    Object.assign(card, { by: event.by ?? null, voicemail: !!event.voicemail, answeredAt: card.answeredAt ?? now });
+    if (card.legs[event.call_id] !== "ended") card.legs[event.call_id] = "answered"; // a late answer reopens nothing
+    Object.assign(card, { by: event.by ?? null, voicemail: !!event.voicemail, answeredAt: card.answeredAt ?? eventTime(event, now) });
   } else if (type === "call.ended") {
     card.legs[event.call_id] = "ended";
     if (overall(card) === "ended") {
@@ -76,6 +87,17 @@ export function apply(state, event, now = Date.now()) {
   card.state = overall(card);
   next.cards = next.cards.slice(0, MAX_CARDS);
   return { state: next, card, change };
+}
+
+/** What the card says of the CRM lookup (a message key), or null: "lookingUp" while an unresolved card waits
+ * for `call.resolved`, "lookupFailed" once the call ended or the wait is over without it, "noMatch" when the CRM
+ * answered and knows nobody with this number. */
+export function lookupText(card, now = Date.now()) {
+  if (!card.resolved) {
+    return card.state === "ended" || now - (card.receivedAt ?? 0) >= LOOKUP_WAIT_MS ? "lookupFailed" : "lookingUp";
+  }
+  if (card.contacts.length || card.colleague || card.anonymous || !card.number) return null;
+  return "noMatch";
 }
 
 /** The call id a card's note goes to: the first leg (a transferred call is one call on the server). */
@@ -101,7 +123,16 @@ export function answeredByColleague(card, me) {
 }
 
 export function dismiss(state, key) {
-  return { ...state, cards: state.cards.filter((c) => c.key !== key) };
+  const gone = state.cards.find((c) => c.key === key);
+  const dismissed = [...(gone ? Object.keys(gone.legs) : []), ...(state.dismissed || [])].slice(0, MAX_DISMISSED);
+  return { ...state, cards: state.cards.filter((c) => c.key !== key), dismissed };
+}
+
+/** When the event happened (its `at`), in ms; `now` for an event without a readable one. Talk time counts
+ * from the answer, not from when a resume delivered it. */
+function eventTime(event, now) {
+  const at = Date.parse(event.at ?? "");
+  return Number.isFinite(at) ? at : now;
 }
 
 /** "01:05" for 65 s, "1:01:05" past an hour. */

@@ -4,11 +4,11 @@
 //   become click-to-call.
 // - chrome.storage.session (in memory only, gone when the browser closes): the last event number seen
 //   (`seq`, to resume after the service worker was stopped), when this sign-in was first online, and the
-//   open call cards, so that a restarted
+//   open call cards (and the calls whose cards the user removed), so that a restarted
 //   service worker shows each call once and no contact data is written to disk.
 
 const LOCAL_KEYS = ["server", "token", "crm", "crmTokens", "telSites"];
-const SESSION_KEYS = ["lastSeq", "calls", "onlineSince"];
+const SESSION_KEYS = ["lastSeq", "calls", "onlineSince", "dismissed"];
 
 function area(key) {
   if (LOCAL_KEYS.includes(key)) return chrome.storage.local;

@@ -2,7 +2,7 @@
 // sends it intents. It keeps nothing of its own but what is being typed.
 
 import { localize, t } from "../i18n.js";
-import { answeredByColleague, talkTime } from "../calls.js";
+import { answeredByColleague, lookupText, talkTime } from "../calls.js";
 import { connect, el, showNotice, textOf, wireSignIn } from "./common.js";
 
 localize();
@@ -72,7 +72,7 @@ function buildCard(key) {
   n.sub = el("p", { class: "sub" });
   n.state = el("p", { class: "state", role: "status" });
   n.contacts = el("ul", { class: "contacts", "aria-label": t("contactsLabel") });
-  n.lookup = el("p", { class: "quiet", text: t("lookingUp") });
+  n.lookup = el("p", { class: "quiet lookup" });
   n.noteInput = el("textarea", { id: `note-${key}`, rows: "2", maxlength: "30000" });
   n.noteStatus = el("span", { class: "note-status", role: "status", "aria-live": "polite" });
   n.notes = el("ul", { class: "notes", "aria-label": t("notesSavedLabel") });
@@ -103,7 +103,7 @@ function fillCard(n, card) {
   n.sub.textContent = [company, who || !out ? number : null, t(out ? "outgoing" : "incoming")].filter(Boolean).join(" · ");
   n.root.dataset.state = card.state;
   n.state.textContent = stateText(card);
-  n.lookup.hidden = card.resolved;
+  showLookup(n, card);
   n.contacts.replaceChildren(...card.contacts.map((c) => el("li", {},
     el("span", { class: "name", text: c.name || "?" }),
     c.company ? el("span", { class: "company", text: ` · ${c.company}` }) : null,
@@ -142,9 +142,18 @@ function stateText(card) {
   return card.answeredAt ? t("ended") : t("missed");
 }
 
+function showLookup(n, card) {
+  const key = lookupText(card);
+  n.lookup.hidden = !key;
+  n.lookup.textContent = key ? t(key) : "";
+}
+
 setInterval(() => {
   if (!current) return;
-  for (const card of current.cards) if (card.state === "answered") cardNodes.get(card.key).state.textContent = stateText(card);
+  for (const card of current.cards) {
+    if (card.state === "answered") cardNodes.get(card.key).state.textContent = stateText(card);
+    if (!card.resolved) showLookup(cardNodes.get(card.key), card); // the lookup's wait runs out
+  }
 }, 1000);
 
 // -- colleagues ----------------------------------------------------------------------------------------------
