@@ -391,10 +391,10 @@ async function intent(m) {
       return render();
     }
     case "dial": {
-      const ok = await actionReply({ type: "call.dial", to: m.to }, "dialling");
-      if (!ok) return;
-      await loadMe(); // sipgate says 200 for an offline phone too, and then nothing rings: say so plainly
-      if (state.me?.devices && !state.me.devices.some((d) => d.online)) notice("deviceOffline", "error");
+      const reply = await actionReply({ type: "call.dial", to: m.to }, "dialling");
+      // sipgate says 200 for an offline phone too, and then nothing rings: say so plainly. The reply names the
+      // device the call was placed from and whether it was online then (another device of the user may be)
+      if (reply?.device?.online === false) notice("deviceOffline", "error");
       return;
     }
     case "transfer": {

@@ -326,6 +326,8 @@ async def test_sign_in_with_sipgate_colleagues_dial_and_a_transfer_on_one_card(m
         await extension.ui(page.close())
         await extension.ui(options.close())
 
+    # her desk phone (the default device) is offline, her mobile is not: the call cannot ring, and she is told
+    sipgate.state.devices["w0"].append(dict(sipgate.state.devices["w1"][1], id="y0", alias="Handy von Ada", online=True))
     sipgate.state.set_online("e0", False)
     await extension.ui(extension.panel.get_by_role("button", name="Call Grace Hopper").click())
     await extension.see("Your sipgate phone is offline")
