@@ -5,7 +5,7 @@
 
 import * as storage from "./storage.js";
 import { Socket } from "./socket.js";
-import { CRMS, CrmSignInError, needsRefresh } from "./crm.js";
+import { CRMS, CrmSignInError, needsRefresh, singleFlight } from "./crm.js";
 import { crmRefresh, crmSignIn, pastedToken, serverBase, signInWithSipgate } from "./auth.js";
 import * as calls from "./calls.js";
 import { registerTel } from "./sites.js";
@@ -234,8 +234,9 @@ async function sendCredentials() {
                  instance_url: crmTokens.instance_url || undefined });
 }
 
-/** A refresh without the user; false (and "sign in to your CRM again") when only a new sign-in helps. */
-async function refreshCrm() {
+/** A refresh without the user; false (and "sign in to your CRM again") when only a new sign-in helps. One at
+ * a time: who asks while one runs gets its outcome (singleFlight). */
+const refreshCrm = singleFlight(async () => {
   state.crmState = "refreshing";
   render();
   try {
@@ -256,7 +257,7 @@ async function refreshCrm() {
   } finally {
     render();
   }
-}
+});
 
 async function credentialsRequired(reason) {
   if (!crmTokens) {

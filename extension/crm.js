@@ -47,6 +47,19 @@ export function tokensFrom(kind, answer, previous = {}) {
   };
 }
 
+/** `fn` made single-flight: a call while one is running gets that one's promise instead of a second run.
+ * For the CRM's refresh: a refresh on reconnect and a `crm.credentials_required` meanwhile must be one
+ * refresh, since a CRM that rotates refresh tokens refuses the second and signs the user out of it. */
+export function singleFlight(fn) {
+  let running = null;
+  return (...args) => {
+    running ??= Promise.resolve().then(() => fn(...args)).finally(() => {
+      running = null;
+    });
+    return running;
+  };
+}
+
 export function needsRefresh(tokens, now = Date.now()) {
   return tokens.expires_at !== null && tokens.expires_at - REFRESH_MARGIN_MS <= now;
 }
