@@ -15,7 +15,8 @@ and asks sipgate who signed in: the account is ``masterSipId``, the user ``sub``
   own sipgate tokens are dropped, unless they are an admin whose tokens the account's credential already is,
   or an admin of an account whose credential sipgate rejected (their sign-in connects it again).
 
-Every refusal is a plain page (German or English) with its status, and one dotted log event without tokens.
+Every refusal is a portal page (German or English, with the language switch and a link back to the portal) with
+its status, and one dotted log event without tokens.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from hejcti import logs
 from hejcti.admin import Admin
 from hejcti.crypto import CredentialDecryptError
 from hejcti.errors import BadRequestError, DatabaseUnavailableError, HejctiError
+from hejcti.portal.common import refusal_page
 from hejcti.sipgate import (
     Credential,
     SipgateAuthError,
@@ -46,7 +48,7 @@ from hejcti.sipgate import (
 )
 from hejcti.sipgate_live import SipgateAccounts
 from hejcti.store import Store
-from hejcti.websession import PAGE_HEADERS, WebSessions, language, page
+from hejcti.websession import PAGE_HEADERS, WebSessions
 
 log = logs.get("hejcti.signin")
 
@@ -59,45 +61,7 @@ PURPOSES = ("portal", "extension")
 _REDIRECT = re.compile(r"https://([a-z0-9]{1,64})\.chromiumapp\.org/[A-Za-z0-9._~/-]{0,512}")
 _BROWSER = re.compile(r"[A-Za-z0-9_-]{43}")
 
-_TEXT: dict[str, dict[str, tuple[str, str]]] = {  # key → language → (title, line)
-    "declined": {"en": ("Sign-in cancelled", "You did not allow Hej CTI to use your sipgate account. Nothing was "
-                                             "changed."),
-                 "de": ("Anmeldung abgebrochen", "Sie haben Hej CTI den Zugriff auf Ihr sipgate-Konto nicht erlaubt. "
-                                                 "Es wurde nichts geändert.")},
-    "sipgate_error": {"en": ("Sign-in failed", "sipgate could not complete the sign-in. Please try again later."),
-                      "de": ("Anmeldung fehlgeschlagen", "sipgate konnte die Anmeldung nicht abschließen. Bitte "
-                                                         "versuchen Sie es später noch einmal.")},
-    "incomplete": {"en": ("Sign-in failed", "The answer from sipgate is incomplete. Please start the sign-in again."),
-                   "de": ("Anmeldung fehlgeschlagen", "Die Antwort von sipgate ist unvollständig. Bitte melden Sie "
-                                                      "sich noch einmal an.")},
-    "expired": {"en": ("Sign-in expired", "This sign-in has expired or was used already. Please start it again."),
-                "de": ("Anmeldung abgelaufen", "Diese Anmeldung ist abgelaufen oder wurde schon verwendet. Bitte "
-                                               "melden Sie sich noch einmal an.")},
-    "other_browser": {"en": ("Sign-in failed", "This sign-in was started in another browser, or its cookie is gone. "
-                                               "Please start it again in this browser."),
-                      "de": ("Anmeldung fehlgeschlagen", "Diese Anmeldung wurde in einem anderen Browser begonnen, "
-                                                         "oder ihr Cookie fehlt. Bitte melden Sie sich in diesem "
-                                                         "Browser noch einmal an.")},
-    "code_refused": {"en": ("Sign-in failed", "sipgate did not accept the sign-in. Please start it again."),
-                     "de": ("Anmeldung fehlgeschlagen", "sipgate hat die Anmeldung nicht angenommen. Bitte melden "
-                                                        "Sie sich noch einmal an.")},
-    "unreachable": {"en": ("sipgate not reachable", "sipgate did not answer. Please try again in a moment."),
-                    "de": ("sipgate nicht erreichbar", "sipgate antwortet nicht. Bitte versuchen Sie es gleich noch "
-                                                       "einmal.")},
-    "not_admin": {"en": ("Administrators only", "Only sipgate administrators can use the portal. Please ask an "
-                                                "administrator of your sipgate account."),
-                  "de": ("Nur für Administratoren", "Nur sipgate-Administratoren können das Portal nutzen. Bitte "
-                                                    "wenden Sie sich an einen Administrator Ihres sipgate-Kontos.")},
-    "not_connected": {"en": ("Not connected yet", "Your company's sipgate account is not connected to Hej CTI yet. "
-                                                  "Please ask a sipgate administrator to connect it in the portal."),
-                      "de": ("Noch nicht verbunden", "Das sipgate-Konto Ihrer Firma ist noch nicht mit Hej CTI "
-                                                     "verbunden. Bitte bitten Sie einen sipgate-Administrator, es im "
-                                                     "Portal zu verbinden.")},
-    "unavailable": {"en": ("Please try again", "The server cannot reach its database right now. Please try again in "
-                                               "a moment."),
-                    "de": ("Bitte noch einmal versuchen", "Der Server erreicht seine Datenbank gerade nicht. Bitte "
-                                                          "versuchen Sie es gleich noch einmal.")},
-}
+#: the refusal pages' texts are the portal's catalogs' ``signin_refused.<key>`` (hejcti/portal/messages)
 
 
 class SignInRefusedError(HejctiError):
@@ -191,13 +155,11 @@ class SignIn:
     # -- GET /auth/sipgate/callback ------------------------------------------------------------------------
 
     async def callback(self, request: web.Request) -> web.Response:
-        lang = language(request)
         try:
             return await self._callback(request)
         except SignInRefusedError as e:
             log.info("signin.refused", reason=e.reason, status=e.status, **e.fields)
-            title, line = _TEXT[e.key][lang]
-            return page(lang, title, line, status=e.status)
+            return await refusal_page(request, e.key, e.status)
 
     async def _callback(self, request: web.Request) -> web.Response:
         query = request.query

@@ -1,5 +1,5 @@
 """The browser's side of the server (CONTRACT §9): the portal's session cookie, the page language, and plain
-pages in German and English.
+pages in German and English (the portal's templates render them).
 
 The session is an aiohttp-session ``EncryptedCookieStorage`` (Fernet: AES-CBC with HMAC) under a key derived
 from SECRET_KEY with HKDF and an info string of its own, so it is never the key that seals stored sipgate
@@ -13,7 +13,6 @@ The storage is used without aiohttp-session's middleware, so no request but the 
 from __future__ import annotations
 
 import hmac
-import html
 import secrets
 import time
 from dataclasses import dataclass
@@ -118,15 +117,3 @@ def language(request: web.Request) -> str:
             best, best_q = lang, q
     return best
 
-
-def page(lang: str, title: str, *lines: str, status: int = 200, link: tuple[str, str] | None = None) -> web.Response:
-    """A plain page: a title, lines of text, maybe one link; every string escaped."""
-    body = "".join(f"<p>{html.escape(line)}</p>" for line in lines)
-    if link is not None:
-        body += f'<p><a href="{html.escape(link[0])}">{html.escape(link[1])}</a></p>'
-    text = (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{html.escape(title)} · Hej CTI</title></head>"
-            f"<body><main><h1>{html.escape(title)}</h1>{body}</main></body></html>")
-    return web.Response(status=status, text=text, content_type="text/html", charset="utf-8",
-                        headers=PAGE_HEADERS)

@@ -25,6 +25,8 @@ from hejcti.portal.common import (
     context,
     middleware,
     posted,
+    refusal_keys,
+    refusal_page,
     render,
     see_other,
     start_session,
@@ -61,6 +63,14 @@ async def signin_token(request: web.Request) -> web.Response:
     await start_session(ctx, response, account_id)
     log.info("portal.signin", account=account_id, via="admin_token")
     return response
+
+
+async def refused(request: web.Request) -> web.Response:
+    """A sign-in refusal's text again, in the language its switch asks for (the refusal itself is gone)."""
+    key = request.match_info["key"]
+    if key not in refusal_keys():
+        raise web.HTTPNotFound()
+    return await refusal_page(request, key, 200, request.query.get("lang"))
 
 
 async def signout(request: web.Request) -> web.Response:
@@ -103,14 +113,17 @@ def setup(app: web.Application, sessions: WebSessions) -> None:
     portal[DEPS] = Deps(settings=app[SETTINGS], sessions=sessions, store=lambda: app[STORE],
                         sipgate=lambda: app[SIPGATE], hub=lambda: app[HUB], http=lambda: app[HTTP],
                         presence=lambda: app[PRESENCE])
-    aiohttp_jinja2.setup(portal, loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
-                         undefined=jinja2.StrictUndefined)
+    for where in (portal, app):  # the main app's too: the sign-in's refusals (/auth/sipgate) are portal pages
+        aiohttp_jinja2.setup(where, loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    app[DEPS] = portal[DEPS]
     r = portal.router
     r.add_get("", home)
     r.add_get("/", home)
     r.add_get("/signin", signin_page)
     r.add_post("/signin", signin_token)
     r.add_post("/signout", signout)
+    r.add_get("/refused/{key}", refused)
     r.add_post("/language", switch_language)
     r.add_get("/static/{name}", static)
     account.routes(r)

@@ -126,9 +126,10 @@ async def posted(request: web.Request, ctx: Ctx) -> MultiDictProxy[Any]:
     return form
 
 
-async def render(ctx: Ctx, template: str, *, status: int = 200, **values: Any) -> web.Response:
-    """A page in the request's language. A browser without a session yet gets one (its forms need a CSRF token)."""
-    fresh = not ctx.csrf
+async def render(ctx: Ctx, template: str, *, status: int = 200, session: bool = True, **values: Any) -> web.Response:
+    """A page in the request's language. A browser without a session yet gets one (its forms need a CSRF token),
+    unless ``session`` is false (a page without forms)."""
+    fresh = not ctx.csrf and session
     if fresh:
         ctx.raw["csrf"] = secrets.token_urlsafe(32)
     message = ctx.request.query.get("m", "")
@@ -181,6 +182,24 @@ async def error_page(request: web.Request, status: int, reason: str = "") -> web
     except Exception:  # noqa: BLE001  (an error page must not fail for a broken cookie)
         return web.Response(status=status, text=f"{status}\n")
     return await render(ctx, "error.html", status=status, message=ctx.t(_status_key(status, reason)))
+
+
+async def refusal_page(request: web.Request, key: str, status: int, lang: str | None = None) -> web.Response:
+    """A refused sipgate sign-in (hejcti/signin.py's callback, and ``/portal/refused/<key>`` behind its language
+    switch, a link): the catalog's ``signin_refused.<key>`` in the request's language (or ``lang``), a link back
+    to the portal, the portal's headers. It starts no portal session (no cookie): nothing on it is a form."""
+    ctx = await context(request)
+    if lang in LANGUAGES:
+        ctx.lang = lang
+    response = await render(ctx, "refused.html", status=status, key=key, title=ctx.t(f"signin_refused.{key}.title"),
+                            message=ctx.t(f"signin_refused.{key}"), session=False)
+    response.headers.update(HEADERS)
+    return response
+
+
+def refusal_keys() -> frozenset[str]:
+    return frozenset(k.removeprefix("signin_refused.") for k in catalogs()["en"]
+                     if k.startswith("signin_refused.") and not k.endswith(".title"))
 
 
 async def _gone(request: web.Request) -> web.Response | None:

@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 from tests.e2e.test_fanout import hangup, new_call
 from tests.fakes import hubspot
 from tests.fakes.base import Running
-from tests.portal_kit import Portal, browser
+from tests.portal_kit import CSP, Portal, browser, keys_shown
 
 
 async def _users_json(portal: Portal, want: Any, key: str = "sessions") -> list[dict[str, Any]]:
@@ -139,3 +139,21 @@ async def test_the_portal_refuses_a_crm_on_the_servers_own_networks(make_harness
                     assert status == 400 and "private, loopback or link-local network" in page, url
                     assert stored != url.rstrip("/")
     await h.admin.set_crm(acc["account_id"], crm="sugarcrm", crm_instance="https://127.0.0.1")  # the CLI's way
+
+
+async def test_a_refused_sipgate_sign_in_is_a_portal_page_with_the_language_switch(harness):
+    async with browser("de") as http:
+        async with http.get(harness.base + "/auth/sipgate/callback") as r:  # no code, no state: incomplete
+            page = await r.text()
+            assert r.status == 400 and "hejcti_portal" not in r.headers.get("Set-Cookie", "")
+            assert r.headers["Content-Security-Policy"] == CSP
+        assert "<h1>Anmeldung fehlgeschlagen</h1>" in page and "Die Antwort von sipgate ist unvollständig." in page
+        assert '<a href="/portal">Zurück zum Portal</a>' in page and keys_shown(page) == []
+        assert 'href="/portal/static/portal.css"' in page
+        switch = re.search(r'<a href="(/portal/refused/incomplete\?lang=en)"', page)
+        assert switch, page
+        async with http.get(harness.base + switch.group(1)) as r:
+            english = await r.text()
+            assert r.status == 200 and "The answer from sipgate is incomplete." in english
+        async with http.get(harness.base + "/portal/refused/nonsense") as r:
+            assert r.status == 404
