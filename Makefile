@@ -36,11 +36,8 @@ lint: $(STAMP) ## ruff and the import-linter contracts that keep the layers apar
 bench: $(STAMP) ## the benchmark: Hej CTI against a bare aiohttp baseline; writes BENCHMARKS.md
 	$(BIN)/python -m bench
 
-extension: ## zip the browser extension for the store: build/hejcti-extension.zip (or load extension/ unpacked)
-	@mkdir -p build
-	@rm -f build/hejcti-extension.zip
-	$(PYTHON) -c 'import shutil; shutil.make_archive("build/hejcti-extension", "zip", "extension")'
-	@echo "build/hejcti-extension.zip"
+extension: ## zip the browser extension for the store (its manifest without "key"): build/hejcti-extension.zip
+	$(PYTHON) tools/extension_zip.py build/hejcti-extension.zip
 
 clean: ## remove .venv and caches (keeps .hejcti/, your data)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
