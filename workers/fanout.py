@@ -233,6 +233,8 @@ class Fanout:
                 await self._write_pops()
             except DatabaseUnavailableError:
                 log.warning("pop.times_unsaved", calls=len(self._popped))
+            except Exception:  # noqa: BLE001  (a lost batch of pop times is not worth the writer: log, carry on)
+                log.exception("pop.times_failed")
 
     async def _write_pops(self) -> None:
         """The ring-to-pop times gathered since the last write, in one statement (kept for the next on failure)."""
