@@ -21,6 +21,7 @@ from aiohttp import web
 from hejcti.app import HUB
 from hejcti.sipgate import Credential, SipgateClient
 from tests.browser.conftest import ARGS, ARTIFACTS
+from tests.conftest import sipgate_fixture
 from tests.e2e.test_crm_flow import answer
 from tests.e2e.test_fanout import hangup, new_call
 from tests.fakes import sugarcrm, suitecrm
@@ -111,6 +112,16 @@ class Extension:
         await self.ui(self.panel.get_by_role("button", name="Sign in with token").click())
         await self.see("Online")
 
+    async def sign_in_to_hubspot(self) -> None:
+        """The CRM: chosen on the options page, signed in through the server (the fake approves at once)."""
+        options = await self.open("ui/options.html")
+        await self.ui(options.get_by_label("Your company's CRM").select_option("hubspot"))
+        await self.ui(options.locator("#crm-form").get_by_role("button", name="Save").click())
+        await self.ui(options.get_by_role("button", name="Sign in to the CRM").click())
+        await self.see("Signed in to HubSpot.", page=options)
+        await self.shot("crm-signed-in", page=options)
+        await self.ui(options.close())
+
     async def pops(self, count: int | None = None) -> list[dict[str, Any]]:
         """The notifications shown so far (SPY), waiting for ``count`` of them when given."""
         for _ in range(100):
@@ -163,14 +174,7 @@ async def test_sign_in_pop_note_renewal_and_revocation(make_harness, extension, 
     await extension.sign_in_with_token(h.base, user["token"])
     await extension.shot("signed-in")
 
-    # the CRM: chosen on the options page, signed in through the server (the fake approves at once)
-    options = await extension.open("ui/options.html")
-    await extension.ui(options.get_by_label("Your company's CRM").select_option("hubspot"))
-    await extension.ui(options.locator("#crm-form").get_by_role("button", name="Save").click())
-    await extension.ui(options.get_by_role("button", name="Sign in to the CRM").click())
-    await extension.see("Signed in to HubSpot.", page=options)
-    await extension.shot("crm-signed-in", page=options)
-    await extension.ui(options.close())
+    await extension.sign_in_to_hubspot()
     assert [r["grant_type"] for r in oauth.state.token_requests] == ["authorization_code"]
 
     await extension.ui((await extension.worker()).evaluate(SPY))
@@ -231,6 +235,35 @@ async def test_sign_in_pop_note_renewal_and_revocation(make_harness, extension, 
     await extension.see("Signed out: your token was revoked")
     await extension.ui(extension.panel.get_by_role("button", name="Sign in with token").wait_for())
     await extension.shot("revoked")
+
+
+async def test_a_late_lookup_fills_the_card_and_an_anonymous_call_pops(make_harness, extension, hubspot):
+    crm, oauth = hubspot
+    h = await make_harness(hubspot_client_id=CLIENT_ID, hubspot_client_secret=CLIENT_SECRET,
+                           hubspot_authorize_url=f"{oauth.base}/oauth/authorize",
+                           hubspot_token_url=f"{oauth.base}/oauth/token", lookup_deadline_ms=300)
+    acc = await h.account(crm="hubspot", crm_instance=crm.base)
+    user = await h.admin.add_user(account_id=acc["account_id"], sipgate_user="w0", crm_user="83210754")
+    await extension.sign_in_with_token(h.base, user["token"])
+    await extension.ui((await extension.worker()).evaluate(SPY))
+
+    await h.post(acc["url"], sipgate_fixture("newCall_in_anonymous.txt"))
+    card = await extension.card("Anonymous")
+    assert "Ringing" in card and "Looking the caller up" not in card and "Not found" not in card
+
+    # a call while the extension has no CRM token yet: it pops unresolved, and the server asks for a token
+    await h.post(acc["url"], new_call("CR1"))
+    assert "Looking the caller up in the CRM" in await extension.card("Unknown caller")
+    await extension.see("Sign in to your CRM so that callers get names.")
+    await extension.shot("unresolved")
+    await extension.sign_in_to_hubspot()  # the token goes to the server, whose lookup answers: call.resolved
+    card = await extension.card("Julia Schmidt")
+    assert "Acme GmbH" in card and "Open in HubSpot" in card and "Looking the caller up" not in card
+    assert await extension.ui(extension.panel.get_by_role("article").count()) == 2
+    pops = await extension.pops(count=3)
+    assert [p["title"] for p in pops] == ["Anonymous", "Unknown caller", "Julia Schmidt"]
+    assert pops[1]["id"] == pops[2]["id"] == "call:CR1"  # the same notification, now with the name
+    await extension.shot("resolved")
 
 
 async def test_a_stopped_service_worker_resumes_without_losing_or_repeating(make_harness, extension):
