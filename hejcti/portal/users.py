@@ -142,8 +142,10 @@ async def crm_token(request: web.Request) -> web.Response:
         message = "users.crm_token_forgotten"
     else:
         token = str(form.get("token") or "").strip()
-        if not token or len(token) > CRM_TOKEN_MAX or any(c.isspace() for c in token):
+        if len(token) > CRM_TOKEN_MAX:
             return await page(request, status=400, error="users.crm_token_too_long")
+        if not token or any(c.isspace() for c in token):
+            return await page(request, status=400, error="users.crm_token_empty")
         ctx.raw[CRM_TOKEN] = token
         message = "users.crm_token_saved"
     response = see_other(f"{PREFIX}/users?m={message}")

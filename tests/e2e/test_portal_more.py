@@ -10,10 +10,12 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
+from hejcti.store import q
+
 from tests.e2e.test_fanout import hangup, new_call
 from tests.fakes import hubspot
 from tests.fakes.base import Running
-from tests.portal_kit import CSP, Portal, browser, keys_shown
+from tests.portal_kit import CSP, Portal, browser, catalog, keys_shown
 
 
 async def _users_json(portal: Portal, want: Any, key: str = "sessions") -> list[dict[str, Any]]:
@@ -157,3 +159,28 @@ async def test_a_refused_sipgate_sign_in_is_a_portal_page_with_the_language_swit
             assert r.status == 200 and "The answer from sipgate is incomplete." in english
         async with http.get(harness.base + "/portal/refused/nonsense") as r:
             assert r.status == 404
+
+
+async def test_an_empty_crm_token_is_called_empty_and_the_german_texts_read_right(harness):
+    assert "funktioniert ab sofort nicht mehr" in catalog("de")["account.webhook_rotate_help"]
+    acc = await harness.account()
+    async with browser() as http:
+        portal = Portal(harness, http)
+        await portal.sign_in(acc["account_id"], acc["admin_token"])
+        for token, said in (("", "The token is empty"), ("two words", "The token is empty"),
+                            ("x" * 2001, "The token is too long")):
+            status, page, _ = await portal.post("/portal/users/crm-token", {"token": token})
+            assert status == 400 and said in page, token[:20]
+
+
+async def test_the_calls_page_finds_a_calls_record_through_the_gin_index(harness):
+    acc = await harness.account()  # an account with many call records: its id narrows nothing, the call id does
+    await harness.pool.execute("INSERT INTO call_records (account_id, record_key, call_ids, state) "
+                               "SELECT $1, 'C' || i, ARRAY['C' || i], 'done' FROM generate_series(1, 3000) i",
+                               acc["account_id"])
+    await harness.pool.execute("ANALYZE call_records")
+    async with harness.pool.acquire() as conn, conn.transaction():
+        # a plan that may not walk a table or a b-tree in order: whether the GIN index can serve it at all
+        await conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off")
+        plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + q("portal_calls"), acc["account_id"], 25, 0))
+    assert "Bitmap Index Scan on call_records_calls" in plan, plan
