@@ -11,7 +11,6 @@ from typing import Any
 from structlog.testing import capture_logs
 
 from hejcti.store import q
-
 from tests.e2e.test_fanout import hangup, new_call
 from tests.fakes import hubspot
 from tests.fakes.base import Running
