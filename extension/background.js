@@ -13,7 +13,7 @@ import { onPopClicked, pop, repop, unpop, unpopAll } from "./ui/notifications.js
 
 const state = {
   status: "signed_out", // signed_out | connecting | online | offline
-  notice: null, // {key, kind: "info"|"error", detail}
+  notice: null, // {key, kind: "info"|"error"}
   server: null,
   me: null,
   crm: null, // {kind, subdomain|url, …} as set on the options page
@@ -64,9 +64,11 @@ function render() {
 
 const INFO_SHOWN_MS = 6000;
 
-/** The line above the page. An error stays until the next notice; information goes after a few seconds. */
+/** The line above the page. An error stays until the next notice; information goes after a few seconds. The
+ * pages show the message only; `detail` (a server's or the CRM's English words) goes to this console. */
 function notice(key, kind = "info", detail = null) {
-  const shown = (state.notice = key ? { key, kind, detail } : null);
+  if (detail) console.warn("hejcti.notice", key, detail);
+  const shown = (state.notice = key ? { key, kind } : null);
   if (shown && kind === "info") {
     setTimeout(() => {
       if (state.notice === shown) notice(null);
@@ -289,7 +291,8 @@ async function signOut() {
   stopAlarms();
   crmTokens = null;
   await storage.forgetTokens();
-  Object.assign(state, { status: "signed_out", me: null, cards: calls.newCards(), crmState: needsCrmSignIn() ? "needed" : "none" });
+  Object.assign(state, { status: "signed_out", me: null, cards: calls.newCards(), crmState: needsCrmSignIn() ? "needed" : "none",
+                         search: { q: "", users: [], error: null }, names: {} }); // nothing of the account stays
   await unpopAll();
   notice("signedOutByUser");
 }

@@ -11,5 +11,7 @@ export function localize(root = document) {
   for (const el of root.querySelectorAll("[data-i18n-label]")) el.setAttribute("aria-label", t(el.dataset.i18nLabel));
   for (const el of root.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
   for (const el of root.querySelectorAll("[data-i18n-title]")) el.title = t(el.dataset.i18nTitle);
-  document.documentElement.lang = chrome.i18n.getUILanguage().startsWith("de") ? "de" : "en";
+  // the language of the messages shown: each _locales file names its own, so a browser in French, which gets
+  // the English messages, says "en" (chrome.i18n.getMessage("@@ui_locale") would say "fr")
+  document.documentElement.lang = t("htmlLang") === "htmlLang" ? "en" : t("htmlLang");
 }

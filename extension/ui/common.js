@@ -51,9 +51,12 @@ export function textOf(key, fallback) {
   return text === key ? t(fallback) : text;
 }
 
+/** The notice line: the message in the user's language only (a server's or the CRM's own words, in English,
+ * go to the service worker's console); an error is an alert, information a status. */
 export function showNotice(el, notice) {
-  el.textContent = notice ? textOf(notice.key, "errorGeneric") + (notice.detail && notice.kind === "error" ? ` (${notice.detail})` : "") : "";
+  el.textContent = notice ? textOf(notice.key, "errorGeneric") : "";
   el.className = notice ? `notice ${notice.kind}` : "notice";
+  el.setAttribute("role", notice?.kind === "error" ? "alert" : "status");
   el.hidden = !notice;
 }
 

@@ -28,6 +28,7 @@ function render(state) {
   $("main").hidden = !signedIn;
   $("signout").hidden = !signedIn;
   if (!signedIn && state.server && !$("server").value) $("server").value = state.server;
+  if (!signedIn) $("q").value = ""; // the last search goes with the sign-in
   $("who").textContent = whoText(state);
   $("who").dataset.status = state.status;
   showNotice($("notice"), state.notice);

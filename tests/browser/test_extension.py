@@ -407,6 +407,8 @@ async def test_sugarcrm_sign_in_with_name_and_password(make_harness, extension):
             await extension.ui(options.get_by_label("CRM password (not kept)").fill(password))
             await extension.ui(options.locator("#crm-password").get_by_role("button", name="Sign in to the CRM").click())
             await extension.see("CRM sign-in failed." if password == "wrong" else "Signed in to SugarCRM.", page=options)
+            if password == "wrong":  # in the user's words only (the CRM's English reason goes to the console)
+                assert await extension.ui(options.get_by_role("alert").inner_text()) == "CRM sign-in failed."
         await extension.shot("sugar-signed-in", page=options)
         assert grants == ["password", "password"]
         stored = await extension.ui((await extension.worker()).evaluate("chrome.storage.local.get(null)"))
@@ -510,3 +512,13 @@ async def test_transfer_and_hang_up_from_the_side_panel(make_harness, extension,
     await sipgate.settled()
     await extension.see("Ended")
     await extension.shot("transferred-to-juergen")
+
+    # signing out leaves nothing of the account on the panel: no calls, no colleagues found before
+    await extension.ui(extension.panel.get_by_role("button", name="Sign out").click())
+    notice = extension.panel.get_by_role("status").filter(has_text="Signed out. Every token is forgotten.")
+    await extension.ui(notice.wait_for())  # information is a status, not an alert
+    await extension.sign_in_with_token(h.base, await h.user(acc["account_id"], "w1"))  # the next user of it
+    assert not await extension.ui(extension.panel.get_by_text("Jürgen Müller").count())
+    assert await extension.ui(extension.panel.get_by_label("Search colleagues").input_value()) == ""
+    assert await extension.ui(extension.panel.get_by_role("article").count()) == 0
+    assert await extension.ui(extension.panel.evaluate("document.documentElement.lang")) == "en"
