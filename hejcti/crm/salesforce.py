@@ -170,6 +170,20 @@ class Adapter(CrmAdapter):
         rid = str(rows[0]["Id"])
         return LoggedRecord(record_id=rid, url=self._ui(base, "Task", rid), body=rows[0].get("Description") or "")
 
+    async def list_users(self, creds: Credentials | None) -> list[dict[str, str | None]]:
+        """The org's active users (``id``, ``name``, ``email``), for the portal's mapping (CONTRACT §9): the id is
+        a record's ``OwnerId``. One SOQL query, at most 2000, by name."""
+        base = self.base_url(creds)
+        soql = "SELECT Id, Name, Email FROM User WHERE IsActive = true ORDER BY Name LIMIT 2000"
+        data = await self.request("GET", f"{base}/services/data/{VERSION}/query/", creds=creds, params={"q": soql},
+                                  budget=10)
+        rows = data.get("records") if isinstance(data, dict) else None
+        if not isinstance(rows, list):
+            raise CrmPermanentError("salesforce users: unexpected answer", crm=self.kind)
+        return [{"id": str(r["Id"]), "name": str(r.get("Name") or r.get("Email") or r["Id"]),
+                 "email": str(r["Email"]) if r.get("Email") else None}
+                for r in rows if isinstance(r, dict) and r.get("Id")]
+
     async def append_note(self, record_id: str, text: str, creds: Credentials | None) -> None:
         base = self.base_url(creds)
         url = f"{base}/services/data/{VERSION}/sobjects/Task/{record_id}"

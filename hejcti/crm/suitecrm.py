@@ -158,6 +158,32 @@ class Adapter(CrmAdapter):
                            data=json.dumps({"data": {"type": "Calls", "id": rid,
                                                      "attributes": {"description": description}}}))
 
+    async def list_users(self, creds: Credentials | None) -> list[dict[str, str | None]]:
+        """The site's active users (``id``, ``name``, ``email``), for the portal's mapping (CONTRACT §9): the id is
+        a record's ``assigned_user_id``. ``GET /Api/V8/module/Users`` filtered on ``status``, pages of 100, at
+        most five."""
+        base = self.base_url(creds)
+        out: list[dict[str, str | None]] = []
+        for number in range(1, 6):
+            data = await self.request("GET", f"{base}/Api/V8/module/Users", creds=creds, budget=10,
+                                      headers={"Accept": JSONAPI["Accept"]}, params={
+                                          "fields[Users]": "user_name,first_name,last_name,full_name,email1,status",
+                                          "filter[status][eq]": "Active", "page[size]": "100",
+                                          "page[number]": str(number)})
+            if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+                raise CrmPermanentError("suitecrm Users: unexpected answer", crm=self.kind)
+            for r in data["data"]:
+                a = r.get("attributes") if isinstance(r, dict) and r.get("id") else None
+                if not isinstance(a, dict):
+                    continue
+                name = a.get("full_name") or " ".join(x for x in (a.get("first_name"), a.get("last_name")) if x)
+                out.append({"id": str(r["id"]), "name": str(name or a.get("user_name") or r["id"]),
+                            "email": str(a["email1"]) if a.get("email1") else None})
+            pages = (data.get("meta") or {}).get("total-pages")
+            if not isinstance(pages, int) or number >= pages:
+                break
+        return out
+
     async def append_note(self, record_id: str, text: str, creds: Credentials | None) -> None:
         base = self.base_url(creds)
         current = await self.request("GET", f"{base}/Api/V8/module/Calls/{record_id}", creds=creds, budget=10,

@@ -35,6 +35,12 @@ class State(FakeState):
     loose: bool = False
     returned: list[str] = field(default_factory=list)  # ids of every record a search answered with
     drop_create_answers: int = 0  # the next creates store the Task, then drop the connection unanswered
+    #: the org's users, as a SOQL query of User answers them (``add_user``), inactive ones included
+    users: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_user(self, uid: str, name: str, email: str, active: bool = True) -> None:
+        self.users.append({"attributes": {"type": "User", "url": f"/services/data/v62.0/sobjects/User/{uid}"},
+                           "Id": uid, "Name": name, "Email": email, "IsActive": active})
 
     def add_contact(self, cid: str, first: str, last: str, phone: str, owner: str | None = None,
                     company_id: str | None = None, company: str | None = None, sobject: str = "Contact",
@@ -101,8 +107,12 @@ class Fake(FakeCrm):
         return json_response({"searchRecords": out})
 
     async def query(self, request: web.Request) -> web.Response:
-        """SOQL, as far as the adapter asks it: the Tasks with a given CallObject, oldest first."""
+        """SOQL, as far as the adapter asks it: the Tasks with a given CallObject, oldest first; the active users."""
         soql = request.query.get("q", "")
+        if soql == "SELECT Id, Name, Email FROM User WHERE IsActive = true ORDER BY Name LIMIT 2000":
+            rows = sorted(({k: u[k] for k in ("attributes", "Id", "Name", "Email")}
+                           for u in self.state.users if u["IsActive"]), key=lambda u: u["Name"])
+            return json_response({"totalSize": len(rows), "done": True, "records": rows})
         m = re.fullmatch(r"SELECT Id, Description FROM Task WHERE CallObject = '((?:[^'\\]|\\.)*)'"
                          r" ORDER BY CreatedDate LIMIT 1", soql)
         if not m:

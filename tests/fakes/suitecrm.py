@@ -14,7 +14,7 @@ from aiohttp import web
 
 from tests.fakes.base import FakeCrm, FakeState, json_response
 
-OBJECT = {"Contacts": "Contact", "Leads": "Lead", "Accounts": "Account", "Calls": "Call"}
+OBJECT = {"Contacts": "Contact", "Leads": "Lead", "Accounts": "Account", "Calls": "Call", "Users": "User"}
 PHONES = {"Contacts": "phone_work", "Leads": "phone_work", "Accounts": "phone_office"}
 
 
@@ -28,6 +28,13 @@ class State(FakeState):
     records: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"Contacts": [], "Leads": [],
                                                                               "Accounts": []})
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the site's users, as ``GET /Api/V8/module/Users`` lists them (``add_user``), inactive ones included
+    users: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_user(self, uid: str, first: str, last: str, email: str, status: str = "Active") -> None:
+        self.users.append({"id": uid, "attributes": {
+            "user_name": first.lower(), "first_name": first, "last_name": last, "full_name": f"{first} {last}",
+            "email1": email, "status": status, "is_admin": "0", "date_modified": "2025-10-30 16:41:12"}})
 
     def add_contact(self, cid: str, first: str, last: str, phone: str, owner: str | None = None,
                     company_id: str | None = None, company: str | None = None, module: str = "Contacts",
@@ -63,13 +70,14 @@ class Fake(FakeCrm):
     async def listing(self, request: web.Request) -> web.Response:
         await self.slow()
         module = request.match_info["module"]
-        if module not in self.state.records and module != "Calls":
+        if module not in self.state.records and module not in ("Calls", "Users"):
             return error(400, f"Module {module} does not exist")
         conds = [(m.group(1), m.group(2), v) for k, v in request.query.items()
                  if (m := re.match(r"filter\[(\w+)\]\[(eq|like)\]$", k))]
         any_of = request.query.get("filter[operator]", "and") == "or"
         rows = []
-        stored = self.state.calls.values() if module == "Calls" else self.state.records[module]
+        stored = (self.state.calls.values() if module == "Calls" else self.state.users if module == "Users"
+                  else self.state.records[module])
         for r in stored:
             values = {**r["attributes"], "id": r["id"]}
             tests = [(values.get(f) or "") == v if op == "eq" else _like(values.get(f) or "", v)
