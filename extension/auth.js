@@ -55,21 +55,23 @@ async function oauthSignIn(server, crm) {
   return tokensFrom(crm.kind, Object.fromEntries(result));
 }
 
-async function oauthRefresh(server, crm, tokens) {
+/** The server's refresh wants the user's Hej CTI token too: a CRM refresh token alone cannot use its client
+ * secret. A 401 is about that token (the session says "signed out" then), not the CRM's: the CRM's tokens stay. */
+async function oauthRefresh(server, crm, tokens, userToken) {
   const body = { refresh_token: tokens.refresh_token };
   if (crm.kind === "zendesk") body.subdomain = crm.subdomain || "";
   let response;
   try {
     response = await fetch(`${serverBase(server)}/crm/oauth/${crm.kind}/refresh`, {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${userToken || ""}` },
       body: JSON.stringify(body),
     });
   } catch (e) {
     throw new CrmSignInError("unreachable", String(e));
   }
   const answer = await response.json().catch(() => ({}));
-  if (response.status === 400 || response.status === 401) throw new CrmSignInError("refused", answer.error || "refused");
+  if (response.status === 400) throw new CrmSignInError("refused", answer.error || "refused");
   if (!response.ok || !answer.access_token) throw new CrmSignInError("unreachable", `HTTP ${response.status}`);
   return tokensFrom(crm.kind, answer, tokens);
 }
@@ -83,9 +85,9 @@ export async function crmSignIn(server, crm, login = {}) {
 }
 
 /** A new access token from the refresh token, without the user; CrmSignInError("refused") when only a new
- * sign-in helps. */
-export async function crmRefresh(server, crm, tokens) {
+ * sign-in helps. `userToken`: the Hej CTI token, which the server's OAuth refresh requires. */
+export async function crmRefresh(server, crm, tokens, userToken) {
   if (!tokens?.refresh_token) throw new CrmSignInError("refused", "no refresh token");
   if (CRMS[crm.kind]?.signIn === "password") return passwordRefresh(crm, tokens);
-  return oauthRefresh(server, crm, tokens);
+  return oauthRefresh(server, crm, tokens, userToken);
 }

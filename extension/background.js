@@ -242,7 +242,7 @@ const refreshCrm = singleFlight(async () => {
   state.crmState = "refreshing";
   render();
   try {
-    crmTokens = await crmRefresh(state.server, state.crm, crmTokens);
+    crmTokens = await crmRefresh(state.server, state.crm, crmTokens, await storage.get("token"));
     await storage.set("crmTokens", crmTokens);
     state.crmState = "signed_in";
     return true;

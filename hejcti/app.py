@@ -156,7 +156,7 @@ def create_app(settings: Settings, database_url: str, role: Role = "all") -> web
     app.on_shutdown.append(readiness.close)
     app[WEB_SESSIONS] = web_sessions = WebSessions(settings)
     signin.setup(app, signin.SignIn(settings, lambda: app[STORE], lambda: app[SIPGATE], web_sessions))
-    CrmOAuth(settings, lambda: app[HTTP]).register(app)  # the extension's CRM sign-in (CONTRACT §10)
+    CrmOAuth(settings, lambda: app[HTTP], lambda: app[STORE]).register(app)  # the extension's CRM sign-in (§10)
     portal.setup(app, web_sessions)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -9,7 +9,9 @@ HubSpot, Pipedrive and Zendesk through this server, which holds each CRM's clien
 - ``GET /crm/oauth/{kind}/callback`` exchanges the code (server to server, with the client secret) and hands the
   answer to the extension as ``redirect_uri#access_token=…&refresh_token=…&expires_in=…&instance_url=…&state=S``
   (``instance_url``: Salesforce's, or Pipedrive's ``api_domain``). A refusal goes back as ``#error=…&state=S``.
-- ``POST /crm/oauth/{kind}/refresh`` with ``{"refresh_token", "subdomain"?}`` passes the refresh through and
+- ``POST /crm/oauth/{kind}/refresh`` with ``{"refresh_token", "subdomain"?}`` and the user's Hej CTI token
+  (``Authorization: Bearer hct_…``; else 401 ``{"error":"unauthorized"}``, so that a leaked CRM refresh token
+  alone cannot use this server's client secret) passes the refresh through and
   answers ``{"access_token","refresh_token"?,"expires_in"?,"instance_url"?}``; a refresh token the CRM refuses
   is 400 ``{"error":"invalid_grant"}`` (sign in again), a CRM that fails or does not answer 502.
 
@@ -32,7 +34,8 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
-from hejcti import logs
+from hejcti import logs, tokens
+from hejcti.errors import DatabaseUnavailableError
 from hejcti.signin import check_redirect_uri
 
 log = logs.get("hejcti.crm_oauth")
@@ -147,11 +150,13 @@ def _fragment(redirect_uri: str, fields: dict[str, Any]) -> web.Response:
 
 
 class CrmOAuth:
-    """The three routes. ``http`` is read when a request runs (the app's client session)."""
+    """The three routes. ``http`` and ``store`` are read when a request runs (the app's client session and
+    store; the store checks the refresh's Hej CTI token)."""
 
-    def __init__(self, settings: Any, http: Any) -> None:
+    def __init__(self, settings: Any, http: Any, store: Any) -> None:
         self.settings = settings
         self._http = http
+        self._store = store
         self.clients = clients(settings)
         self._states: States | None = None
 
@@ -241,6 +246,7 @@ class CrmOAuth:
         kind = request.match_info["kind"][:40]
         try:
             client = self._client(request)
+            await self._user(request)
             body = await _body(request)
             refresh_token = body.get("refresh_token")
             if not isinstance(refresh_token, str) or not 0 < len(refresh_token) <= 8192:
@@ -250,9 +256,26 @@ class CrmOAuth:
                                        {"grant_type": "refresh_token", "refresh_token": refresh_token})
         except RefusedError as e:
             log.info("crm_oauth.refresh.refused", kind=kind, reason=e.reason[:60], status=e.status)
-            return web.json_response({"error": e.reason}, status=e.status, headers={"Cache-Control": "no-store"})
+            headers = {"Cache-Control": "no-store"}
+            if e.status == 401:
+                headers["WWW-Authenticate"] = 'Bearer realm="hejcti"'
+            return web.json_response({"error": e.reason}, status=e.status, headers=headers)
         log.info("crm_oauth.refreshed", kind=kind)
         return web.json_response(answer, headers={"Cache-Control": "no-store"})
+
+    async def _user(self, request: web.Request) -> None:
+        """The request's ``Authorization: Bearer`` is a user's Hej CTI token (its hash in users.token_hash,
+        compared in constant time); else RefusedError 401."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not 0 < len(token) <= 512:
+            raise RefusedError(401, "unauthorized")
+        try:
+            row = await self._store().fetchrow("user_by_token", tokens.digest(token))
+        except DatabaseUnavailableError as e:
+            raise RefusedError(503, "unavailable") from e
+        if row is None or not tokens.same(token, bytes(row["token_hash"])):
+            raise RefusedError(401, "unauthorized")
 
     # -- the token endpoint ----------------------------------------------------------------------------------
 

@@ -52,9 +52,16 @@ async def sign_in(http: aiohttp.ClientSession, base: str, kind: str, **extra: st
     return {k: v[0] for k, v in parse_qs(urlsplit(landed).fragment).items()}
 
 
-async def refresh(http: aiohttp.ClientSession, base: str, kind: str, body: object) -> tuple[int, dict]:
-    async with http.post(f"{base}/crm/oauth/{kind}/refresh", json=body) as r:
+async def refresh(http: aiohttp.ClientSession, base: str, kind: str, body: object, token: str | None) -> tuple[int, dict]:
+    """The extension's refresh: the CRM's refresh token, and the user's Hej CTI token as the bearer."""
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    async with http.post(f"{base}/crm/oauth/{kind}/refresh", json=body, headers=headers) as r:
         return r.status, await r.json()
+
+
+async def user_token(h) -> str:
+    acc = await h.account()
+    return (await h.admin.add_user(account_id=acc["account_id"], sipgate_user="w0"))["token"]
 
 
 async def table_text(h) -> str:
@@ -67,6 +74,7 @@ async def table_text(h) -> str:
 
 async def test_sign_in_and_refresh_pass_through_and_nothing_is_kept(h, fake):
     fake.state.instance_url = "https://acme.my.salesforce.com"
+    token = await user_token(h)
     with capture_logs() as logs:
         async with aiohttp.ClientSession() as http:
             got = {}
@@ -76,7 +84,8 @@ async def test_sign_in_and_refresh_pass_through_and_nothing_is_kept(h, fake):
                 assert tokens["state"] == "ext-state-123"
                 assert tokens["access_token"] in fake.state.valid and tokens["expires_in"] == "1800"
                 assert tokens["instance_url"] == "https://acme.my.salesforce.com"
-                status, renewed = await refresh(http, h.base, kind, {"refresh_token": tokens["refresh_token"], **extra})
+                status, renewed = await refresh(http, h.base, kind, {"refresh_token": tokens["refresh_token"], **extra},
+                                                token)
                 assert status == 200, renewed
                 assert renewed["access_token"] in fake.state.valid and renewed["access_token"] != tokens["access_token"]
                 assert renewed["refresh_token"] in fake.state.refresh_tokens  # rotated, and handed on
@@ -95,6 +104,7 @@ async def test_sign_in_and_refresh_pass_through_and_nothing_is_kept(h, fake):
 
 
 async def test_refusals_are_plain_and_never_hand_a_token_elsewhere(h, fake):
+    token = await user_token(h)
     async with aiohttp.ClientSession() as http:
         async def start(kind: str, **query: str) -> tuple[int, str]:
             params = {"redirect_uri": REDIRECT, "state": "ext-state-123", **query}
@@ -121,18 +131,37 @@ async def test_refusals_are_plain_and_never_hand_a_token_elsewhere(h, fake):
         async with http.get(f"{h.base}/crm/oauth/pipedrive/callback", params={"code": "c", "state": state},
                             allow_redirects=False) as r:
             assert r.status == 400
-        assert await refresh(http, h.base, "hubspot", {"refresh_token": "dead"}) == (400, {"error": "invalid_grant"})
-        assert (await refresh(http, h.base, "hubspot", {}))[0] == 400
-        assert (await refresh(http, h.base, "hubspot", ["x"]))[0] == 400
+        assert await refresh(http, h.base, "hubspot", {"refresh_token": "dead"}, token) == (400, {"error": "invalid_grant"})
+        assert (await refresh(http, h.base, "hubspot", {}, token))[0] == 400
+        assert (await refresh(http, h.base, "hubspot", ["x"], token))[0] == 400
         async with http.post(f"{h.base}/crm/oauth/hubspot/refresh", data=b"{",
-                             headers={"Content-Type": "application/json"}) as r:
+                             headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"}) as r:
             assert r.status == 400
+
+
+async def test_a_refresh_needs_the_users_hej_cti_token(h, fake):
+    """A CRM refresh token alone (leaked from a browser profile) cannot use this server's client secret."""
+    token = await user_token(h)
+    async with aiohttp.ClientSession() as http:
+        tokens = await sign_in(http, h.base, "hubspot")
+        body = {"refresh_token": tokens["refresh_token"]}
+        for bearer in (None, "", "hct_unknown", token + "x", "x" * 600):
+            assert await refresh(http, h.base, "hubspot", body, bearer) == (401, {"error": "unauthorized"}), bearer
+        async with http.post(f"{h.base}/crm/oauth/hubspot/refresh", json=body,
+                             headers={"Authorization": f"Basic {token}"}) as r:
+            assert r.status == 401 and r.headers["WWW-Authenticate"].startswith("Bearer")
+        assert [q["grant_type"] for q in fake.state.token_requests] == ["authorization_code"]  # none went out
+        status, renewed = await refresh(http, h.base, "hubspot", body, token)
+        assert status == 200 and renewed["access_token"] in fake.state.valid
+        await h.admin.new_user_token(await h.pool.fetchval("SELECT id FROM users"))  # the token is revoked
+        assert (await refresh(http, h.base, "hubspot", {"refresh_token": renewed["refresh_token"]}, token))[0] == 401
 
 
 async def test_a_crm_that_does_not_answer_is_a_502(make_harness, fake):
     h = await make_harness(hubspot_client_id=CLIENT_ID, hubspot_client_secret=CLIENT_SECRET,
                            hubspot_token_url="http://127.0.0.1:9/oauth/token")
+    token = await user_token(h)
     async with aiohttp.ClientSession() as http:
-        assert await refresh(http, h.base, "hubspot", {"refresh_token": "r"}) == (502, {"error": "crm_unavailable"})
+        assert await refresh(http, h.base, "hubspot", {"refresh_token": "r"}, token) == (502, {"error": "crm_unavailable"})
         async with http.post(f"{h.base}/crm/oauth/pipedrive/refresh", json={"refresh_token": "r"}) as r:
             assert r.status == 404  # no client for it on this server

@@ -38,6 +38,7 @@ test("two refreshes at once are one: both get the new tokens, the rotated refres
   assert.equal(first.access_token, "a2");
   assert.deepEqual(server.requests[0].body, { refresh_token: "r1", subdomain: "acme" });
   assert.equal(server.requests[0].url, "https://cti.example/crm/oauth/zendesk/refresh");
+  assert.equal(server.requests[0].authorization, "Bearer hct_user"); // the server wants the Hej CTI token too
 
   const third = await refresh(first); // done: the next refresh is a new one, with the new refresh token
   assert.equal(third.access_token, "a3");
