@@ -60,8 +60,9 @@ class Presence:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        with contextlib.suppress(DatabaseUnavailableError):
-            await store.execute("session_presence_leave", self.process_id)
+        with contextlib.suppress(DatabaseUnavailableError, TimeoutError):  # a hung database must not hold the exit
+            async with asyncio.timeout(2):
+                await store.execute("session_presence_leave", self.process_id)
 
     async def _run(self, store: Store) -> None:
         while True:
