@@ -74,7 +74,7 @@ async def page(request: web.Request, *, status: int = 200, error: str | None = N
         new_token["label"] = next((r["name"] or r["sipgate_user"] for r in rows if r["user_id"] == new_token["user_id"]),
                                   new_token["user_id"])
     return await render(ctx, "users.html", status=status, rows=rows, crm_users=crm_users, oauth=oauth, can_list=can_list,
-                        new_token=new_token,
+                        new_token=new_token, path=PREFIX + "/users",  # the language switch returns here
                         crm_token_set=bool(ctx.raw.get(CRM_TOKEN)), account=account,
                         sipgate_problem=ctx.t(problem) if problem else None,
                         crm_problem=ctx.t(crm_problem) if crm_problem else None,

@@ -97,6 +97,7 @@ async def test_without_sipgate_sign_in_konto_says_how_to_connect_and_users_get_a
             assert status == 200 and r.headers["Cache-Control"] == "no-store" and str(r.url).endswith("/token")
             token = re.search(r'id="new_token" class="wide" value="([^"]+)"', page).group(1)
             assert "New token for w1" in page and "shown only this once" in page
+            assert '<input type="hidden" name="next" value="/portal/users">' in page  # the switch: back to a GET
             assert (await ws.expect("__closed__", timeout=10))["code"] == 4502  # the old token ended
             again = await harness.connect(token)
             assert token not in await portal.get("/portal/users")  # once
