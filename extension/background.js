@@ -33,7 +33,7 @@ async function init() {
   state.crm = await storage.get("crm");
   state.telSites = await storage.get("telSites", []);
   crmTokens = await storage.get("crmTokens");
-  state.cards = { cards: await storage.get("calls", []), lastSeq: await storage.get("lastSeq"),
+  state.cards = { cards: calls.restored(await storage.get("calls", [])), lastSeq: await storage.get("lastSeq"),
                   dismissed: await storage.get("dismissed", []) };
   state.crmState = crmTokens ? "signed_in" : needsCrmSignIn() ? "needed" : "none";
   const token = await storage.get("token");

@@ -105,6 +105,13 @@ export function noteCallId(card) {
   return Object.keys(card.legs)[0];
 }
 
+/** The cards a restarted service worker read back: a note whose save the stopped worker never heard back
+ * about is not being saved any more, so it says "not saved" and Save works again. */
+export function restored(cards) {
+  return cards.map((c) => (c.note?.status === "saving"
+    ? { ...c, note: { status: "error", code: "offline", saved: c.note.saved || [] } } : c));
+}
+
 export function setNote(state, key, note) {
   return { ...state, cards: state.cards.map((c) => (c.key === key ? { ...c, note } : c)) };
 }

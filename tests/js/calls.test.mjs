@@ -101,3 +101,11 @@ test("at most MAX_CARDS cards; the oldest goes", () => {
   assert.equal(state.cards.length, calls.MAX_CARDS);
   assert.equal(state.cards.at(-1).key, "C1");
 });
+
+test("a note still saving when the worker stopped is not saving after its restart: Save works again", () => {
+  const { state } = play([ringing("A", 1)]);
+  const saving = calls.setNote(state, "A", { status: "saving", text: "Call back", saved: ["First"] });
+  const [card] = calls.restored(saving.cards);
+  assert.deepEqual(card.note, { status: "error", code: "offline", saved: ["First"] });
+  assert.deepEqual(calls.restored(state.cards), state.cards);
+});
