@@ -94,7 +94,7 @@ class Extension:
         path = ARTIFACTS / f"extension-{self.name}-{self.n:02d}-{step}.png"
         await self.ui((page or self.panel).screenshot(path=str(path), full_page=True))
 
-    async def see(self, text: str, page: Any = None, timeout: float = 10.0) -> None:
+    async def see(self, text: str, page: Any = None, timeout: float = 30.0) -> None:
         """Wait until the page shows this text (a person reading it)."""
         locator = (page or self.panel).get_by_text(text, exact=False).first
         await self.ui(locator.wait_for(state="visible", timeout=timeout * 1000))
@@ -102,7 +102,7 @@ class Extension:
     async def card(self, name: str) -> str:
         """The text of the one call card with this name (fails if there is none or more than one)."""
         cards = self.panel.get_by_role("article", name=name)
-        await self.ui(cards.first.wait_for(state="visible", timeout=10000))
+        await self.ui(cards.first.wait_for(state="visible", timeout=30000))
         assert await self.ui(cards.count()) == 1
         return await self.ui(cards.first.inner_text())
 
@@ -191,7 +191,7 @@ async def test_sign_in_pop_note_renewal_and_revocation(make_harness, extension, 
     await extension.see("Answered ·")
     await h.post(acc["url"], hangup("CX1"))
     await extension.see("Ended · talk time")
-    await extension.see("Logged in HubSpot", timeout=20)
+    await extension.see("Logged in HubSpot")
     note = extension.panel.get_by_label("Note for the call record")
     await extension.ui(note.fill("Wants the offer by Friday."))
     await extension.ui(extension.panel.get_by_role("button", name="Save note").click())
@@ -327,7 +327,7 @@ async def test_sign_in_with_sipgate_colleagues_dial_and_a_transfer_on_one_card(m
     await extension.ui(extension.panel.get_by_label("Hej CTI server").fill(h.base))
     await extension.ui(extension.panel.get_by_role("button", name="Sign in with sipgate").click())
     login = await extension.ui(extension.context.wait_for_event(
-        "page", predicate=lambda p: p.url.startswith(sipgate.login_url), timeout=10000))
+        "page", predicate=lambda p: p.url.startswith(sipgate.login_url), timeout=30000))
     await extension.ui(login.get_by_role("button", name="Anmelden").click())
     await extension.see("Ada Lovelace · Online")  # the name from `me`
     await extension.shot("signed-in-with-sipgate")
