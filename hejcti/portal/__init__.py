@@ -83,14 +83,22 @@ async def signout(request: web.Request) -> web.Response:
     return response
 
 
+def _printable(target: str) -> bool:
+    """Printable ASCII without space or backslash: what a Location header may hold as it is (a control character
+    there would be a header injection, which aiohttp refuses by dropping the connection)."""
+    return all("!" <= c <= "~" and c != "\\" for c in target)
+
+
 async def switch_language(request: web.Request) -> web.Response:
     ctx = await context(request)
     form = await posted(request, ctx)
     lang = str(form.get("lang") or "")
     if lang not in LANGUAGES:
         raise web.HTTPBadRequest()
-    parts = urlsplit(str(form.get("next") or ""))
-    own = not parts.scheme and not parts.netloc and (parts.path == PREFIX or parts.path.startswith(PREFIX + "/"))
+    target = str(form.get("next") or "")
+    parts = urlsplit(target)
+    own = (not parts.scheme and not parts.netloc and (parts.path == PREFIX or parts.path.startswith(PREFIX + "/"))
+           and _printable(target))
     ctx.raw["lang"] = lang
     response = see_other(parts.path if own else PREFIX)  # only back to a portal page of this server
     await ctx.save(response)

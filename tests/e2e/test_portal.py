@@ -205,6 +205,22 @@ async def test_the_language_switch_stays_on_the_portal(harness):
         assert status == 400
 
 
+async def test_the_language_switch_takes_no_control_character_or_non_ascii_path(harness, caplog):
+    acc = await harness.account()
+    async with browser() as http:
+        portal = Portal(harness, http)
+        await portal.sign_in(acc["account_id"], acc["admin_token"])
+        with capture_logs() as logs:
+            for target in ("/portal/calls\x00", "/portal/\x7f", "/portal/calls\r\nSet-Cookie: a=b", "/portal/\t",
+                           "/portal/caf\u00e9", "/portal/users\u2028", "/portal/a b", "/portal\\..\\x"):
+                status, _, r = await portal.post("/portal/language", {"lang": "de", "next": target}, follow=False)
+                assert status == 303 and r.headers["Location"] == "/portal", repr(target)
+        status, _, r = await portal.post("/portal/language", {"lang": "en", "next": "/portal/users"}, follow=False)
+        assert status == 303 and r.headers["Location"] == "/portal/users"
+    assert not [e for e in logs if e.get("log_level") in ("error", "critical")]
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
 async def test_enable_disable_and_end_sessions_from_the_users_page(harness):
     acc = await harness.account()
     token = await harness.user(acc["account_id"], "w1")
