@@ -26,6 +26,8 @@ CRM_TOKEN = "crm_token"  # the session cookie's key of the admin's CRM access to
 
 async def _crm_users(ctx: Ctx, account: dict[str, Any]) -> tuple[list[dict[str, Any]] | None, str | None]:
     """The CRM's users with the session's token, or None and the message key saying why not."""
+    if _needs_instance(account):
+        return None, "users.crm_list_needs_instance"
     token = ctx.raw.get(CRM_TOKEN)
     if not token or account["crm"] in (NO_CRM, "directory"):
         return None, None
@@ -42,6 +44,12 @@ async def _crm_users(ctx: Ctx, account: dict[str, Any]) -> tuple[list[dict[str, 
         return None, "users.crm_list_failed"
     finally:
         await adapter.close()
+
+
+def _needs_instance(account: dict[str, Any]) -> bool:
+    """Salesforce without ``crm_instance``: normal for lookups (each extension session reports its org's URL),
+    but the portal has no session to ask, so it cannot list the org's users."""
+    return account["crm"] == "salesforce" and not account["crm_instance"]
 
 
 def _proposal(email: str | None, crm_users: list[dict[str, Any]]) -> str | None:
@@ -76,6 +84,7 @@ async def page(request: web.Request, *, status: int = 200, error: str | None = N
     return await render(ctx, "users.html", status=status, rows=rows, crm_users=crm_users, oauth=oauth, can_list=can_list,
                         new_token=new_token, path=PREFIX + "/users",  # the language switch returns here
                         crm_token_set=bool(ctx.raw.get(CRM_TOKEN)), account=account,
+                        needs_instance=_needs_instance(account),
                         sipgate_problem=ctx.t(problem) if problem else None,
                         crm_problem=ctx.t(crm_problem) if crm_problem else None,
                         error=ctx.t(error) if error else None)

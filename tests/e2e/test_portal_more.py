@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from hejcti.store import q
 from tests.e2e.test_fanout import hangup, new_call
-from tests.fakes import hubspot
+from tests.fakes import hubspot, salesforce
 from tests.fakes.base import Running
 from tests.portal_kit import CSP, Portal, browser, catalog, keys_shown
 
@@ -121,6 +121,31 @@ async def test_the_crm_user_picker_lists_hubspot_owners_and_is_gone_where_the_cr
         assert 'action="/portal/users/crm-token"' in await portal.get("/portal/users")
         status, page, _ = await portal.post("/portal/users/crm-token", {"token": "good-token"})
         assert status == 200 and "Grace Hopper <grace.hopper@example.org>" in page
+
+
+async def test_salesforce_without_an_instance_says_the_picker_needs_it_and_lists_once_it_is_set(harness):
+    h = harness
+    acc = await h.account()
+    await h.user(acc["account_id"], "w1")
+    await h.admin.set_crm(acc["account_id"], crm="salesforce", crm_instance="")  # the extension's session gives it
+    state = salesforce.State()
+    state.add_user("005000000000001AAA", "Ada Lovelace", "ada@example.org")
+    async with Running(salesforce.make_app(state)) as base, browser() as http:
+        portal = Portal(h, http)
+        await portal.sign_in(acc["account_id"], acc["admin_token"])
+        page = await portal.get("/portal/users")
+        assert "Listing Salesforce users needs the instance URL set on the Account page" in page
+        assert 'name="token"' not in page and "is the token valid" not in page
+        status, page, _ = await portal.post("/portal/users/crm-token", {"token": "good-token"})  # a token kept before
+        assert status == 200 and "Listing Salesforce users needs the instance URL" in page
+        assert "is the token valid" not in page and not state.requests
+        await portal.post("/portal/language", {"lang": "de", "next": "/portal/users"})
+        page = await portal.get("/portal/users")
+        assert "Um Salesforce-Benutzer aufzulisten, braucht es die Instanz-URL auf der Seite Konto" in page
+        assert keys_shown(page) == []
+        await h.admin.set_crm(acc["account_id"], crm="salesforce", crm_instance=base)
+        status, page, _ = await portal.post("/portal/users/crm-token", {"token": "good-token"})
+        assert status == 200 and "Ada Lovelace <ada@example.org>" in page and "Instanz-URL" not in page
 
 
 async def test_the_portal_refuses_a_crm_on_the_servers_own_networks(make_harness):
