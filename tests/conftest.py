@@ -43,5 +43,14 @@ async def harness(make_harness):
     return await make_harness()
 
 
+@pytest.fixture
+async def sipgate_fake():
+    """The fake sipgate API (tests/fakes/sipgate.py) on a free port; ``sipgate_fake.api_url`` and ``.state``."""
+    from tests.fakes.sipgate import FakeSipgate
+
+    async with FakeSipgate().running() as f:
+        yield f
+
+
 def sipgate_fixture(name: str) -> bytes:
     return (FIXTURES / "sipgate" / name).read_bytes()

@@ -24,21 +24,15 @@ EXT = "hnnlhefhhmhfapdfppcpbjkplolijhoc"
 REDIRECT = f"https://{EXT}.chromiumapp.org/signin"
 
 
-@pytest.fixture
-async def fake():
-    async with FakeSipgate().running() as f:
-        yield f
-
-
-def sipgate_settings(fake: FakeSipgate, **more: Any) -> dict[str, Any]:
-    return {"sipgate_api_url": fake.api_url, "sipgate_login_url": fake.login_url,
-            "sipgate_client_id": fake.state.client_id, "sipgate_client_secret": fake.state.client_secret,
+def sipgate_settings(sipgate_fake: FakeSipgate, **more: Any) -> dict[str, Any]:
+    return {"sipgate_api_url": sipgate_fake.api_url, "sipgate_login_url": sipgate_fake.login_url,
+            "sipgate_client_id": sipgate_fake.state.client_id, "sipgate_client_secret": sipgate_fake.state.client_secret,
             "extension_ids": f"{EXT},bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", **more}
 
 
 @pytest.fixture
-async def h(make_harness, fake):
-    return await make_harness(**sipgate_settings(fake))
+async def h(make_harness, sipgate_fake):
+    return await make_harness(**sipgate_settings(sipgate_fake))
 
 
 @dataclass
@@ -104,8 +98,8 @@ async def browsers():
         await b.close()
 
 
-def admin_of(fake: FakeSipgate, user: str) -> None:
-    for u in fake.state.users:
+def admin_of(sipgate_fake: FakeSipgate, user: str) -> None:
+    for u in sipgate_fake.state.users:
         if u["id"] == user:
             u["admin"] = True
 
@@ -133,7 +127,7 @@ async def dump(h) -> str:
 # -- portal ---------------------------------------------------------------------------------------------------
 
 
-async def test_admin_portal_sign_in_makes_the_account_and_stores_the_credential_sealed(h, fake, browsers):
+async def test_admin_portal_sign_in_makes_the_account_and_stores_the_credential_sealed(h, sipgate_fake, browsers):
     browser = browsers()
     done = await browser.sign_in(h.base, "portal", "w0")
     assert done.status == 302 and done.location == "/portal"
@@ -145,14 +139,14 @@ async def test_admin_portal_sign_in_makes_the_account_and_stores_the_credential_
     assert (row["crm_kind"], row["log_calls"], row["sipgate_rejected_at"]) == ("none", False, None)
     credential = await h.app[SIPGATE].credential(row["id"])
     assert credential.kind == "oauth" and credential.owner == "w0"
-    assert credential.refresh_token in fake.state.refresh_tokens  # the live one, sipgate's latest
+    assert credential.refresh_token in sipgate_fake.state.refresh_tokens  # the live one, sipgate's latest
 
     session = await portal_session(h, cookie)
     assert session is not None and (session.account_id, session.sipgate_user, session.admin) == (row["id"], "w0", True)
     assert len(session.csrf) >= 43 and credential.refresh_token not in cookie and "w0" not in cookie
 
     everything = await dump(h)
-    for secret in [credential.refresh_token, credential.access_token, *fake.state.access_tokens]:
+    for secret in [credential.refresh_token, credential.access_token, *sipgate_fake.state.access_tokens]:
         assert secret not in everything
     for personal in ["Ada", "Lovelace", "ada.lovelace@example.org", "4921155500100"]:
         assert personal not in everything
@@ -163,7 +157,7 @@ async def test_admin_portal_sign_in_makes_the_account_and_stores_the_credential_
     assert listed["crm"] == "none" and listed["log_calls"] is False
 
 
-async def test_another_admin_replaces_the_credential_and_a_non_admin_changes_nothing(h, fake, browsers):
+async def test_another_admin_replaces_the_credential_and_a_non_admin_changes_nothing(h, sipgate_fake, browsers):
     await browsers().sign_in(h.base, "portal", "w0")
     first = await account_row(h)
 
@@ -174,7 +168,7 @@ async def test_another_admin_replaces_the_credential_and_a_non_admin_changes_not
     german = await browsers("de-DE,de;q=0.9,en;q=0.5").sign_in(h.base, "portal", "w2")
     assert german.status == 403 and "Nur sipgate-Administratoren" in german.text
 
-    admin_of(fake, "w1")
+    admin_of(sipgate_fake, "w1")
     again = await browsers().sign_in(h.base, "portal", "w1")
     assert again.status == 302 and again.location == "/portal"
     row = await account_row(h)
@@ -185,7 +179,7 @@ async def test_another_admin_replaces_the_credential_and_a_non_admin_changes_not
 # -- extension ------------------------------------------------------------------------------------------------
 
 
-async def test_extension_sign_in_hands_a_token_that_opens_a_session(h, fake, browsers):
+async def test_extension_sign_in_hands_a_token_that_opens_a_session(h, sipgate_fake, browsers):
     await browsers().sign_in(h.base, "portal", "w0")
     aid = (await account_row(h))["id"]
     admin_credential = bytes((await account_row(h))["sipgate_credential"])
@@ -213,7 +207,7 @@ async def test_extension_sign_in_hands_a_token_that_opens_a_session(h, fake, bro
     assert await h.pool.fetchval("SELECT count(*) FROM call_records") == 0
 
 
-async def test_extension_sign_in_for_an_unconnected_account_says_to_ask_an_admin(h, fake, browsers):
+async def test_extension_sign_in_for_an_unconnected_account_says_to_ask_an_admin(h, sipgate_fake, browsers):
     page = await browsers().sign_in(h.base, "extension", "w2", REDIRECT)
     assert page.status == 403 and "ask a sipgate administrator" in page.text and "portal" in page.text
     assert "#token" not in page.text and "Location" not in page.headers
@@ -223,7 +217,7 @@ async def test_extension_sign_in_for_an_unconnected_account_says_to_ask_an_admin
     assert await h.pool.fetchval("SELECT count(*) FROM accounts") == 0
 
 
-async def test_a_rejected_account_still_signs_users_in_and_an_admins_sign_in_reconnects_it(h, fake, browsers):
+async def test_a_rejected_account_still_signs_users_in_and_an_admins_sign_in_reconnects_it(h, sipgate_fake, browsers):
     await browsers().sign_in(h.base, "portal", "w0")
     aid = (await account_row(h))["id"]
     await h.pool.execute("UPDATE accounts SET sipgate_rejected_at = now() WHERE id = $1", aid)
@@ -236,7 +230,7 @@ async def test_a_rejected_account_still_signs_users_in_and_an_admins_sign_in_rec
         assert reply["code"] == "sipgate_not_connected" and "sign in to the portal again" in reply["message"]
     assert (await account_row(h))["sipgate_rejected_at"] is not None  # a user's tokens are dropped
 
-    admin_of(fake, "w1")  # another admin than the one whose credential sipgate rejected
+    admin_of(sipgate_fake, "w1")  # another admin than the one whose credential sipgate rejected
     again = await browsers().sign_in(h.base, "extension", "w1", REDIRECT)
     assert again.status == 302 and again.location.startswith(REDIRECT + "#token=")
     assert (await account_row(h))["sipgate_rejected_at"] is None
@@ -267,7 +261,7 @@ async def test_only_a_listed_extension_can_receive_a_token(h, browsers, redirect
     assert await h.pool.fetchval("SELECT count(*) FROM signin_states") == 0
 
 
-async def test_bad_starts(h, make_harness, browsers, fake):
+async def test_bad_starts(h, make_harness, browsers, sipgate_fake):
     b = browsers()
     assert (await b.get(h.base + "/auth/sipgate?for=admin")).status == 400
     assert (await b.get(f"{h.base}/auth/sipgate?for=portal&redirect_uri={REDIRECT}")).status == 400
@@ -281,12 +275,12 @@ async def test_bad_starts(h, make_harness, browsers, fake):
 # -- the state, the browser, PKCE, and sipgate's failures ------------------------------------------------------
 
 
-async def test_the_authorize_request_and_pkce(h, fake, browsers):
+async def test_the_authorize_request_and_pkce(h, sipgate_fake, browsers):
     b = browsers()
     started = await b.start(h.base, "portal")
     sent = {k: v[0] for k, v in parse_qs(urlsplit(started.location).query).items()}
-    assert started.location.startswith(fake.login_url + "/auth?")
-    assert sent["client_id"] == fake.state.client_id and sent["response_type"] == "code"
+    assert started.location.startswith(sipgate_fake.login_url + "/auth?")
+    assert sent["client_id"] == sipgate_fake.state.client_id and sent["response_type"] == "code"
     assert sent["redirect_uri"] == h.base + "/auth/sipgate/callback"
     assert sent["scope"].split() == ["users:read", "devices:read", "numbers:read", "settings:sipgateio:read",
                                      "settings:sipgateio:write", "sessions:calls:write", "rtcm:read", "rtcm:write"]
@@ -305,7 +299,7 @@ async def test_the_authorize_request_and_pkce(h, fake, browsers):
     assert await account_row(h) is None
 
 
-async def test_a_state_is_used_once_and_only_by_its_browser(h, fake, browsers):
+async def test_a_state_is_used_once_and_only_by_its_browser(h, sipgate_fake, browsers):
     b = browsers()
     started = await b.start(h.base, "portal")
     callback = await b.at_sipgate(started.location, "w0")
@@ -336,7 +330,7 @@ async def test_a_state_is_used_once_and_only_by_its_browser(h, fake, browsers):
     assert (await b.get(h.base + "/auth/sipgate/callback")).status == 400
 
 
-async def test_sipgate_says_no_or_cannot_be_reached(h, fake, browsers):
+async def test_sipgate_says_no_or_cannot_be_reached(h, sipgate_fake, browsers):
     b = browsers()
     started = await b.start(h.base, "portal")
     state = parse_qs(urlsplit(started.location).query)["state"][0]
@@ -352,8 +346,8 @@ async def test_sipgate_says_no_or_cannot_be_reached(h, fake, browsers):
     down = await b.get(callback)
     assert down.status == 502 and "did not answer" in down.text
 
-    h.settings.sipgate_login_url = fake.login_url
-    fake.state.client_secret = "rotated-at-sipgate"  # our secret no longer works: the exchange is refused
+    h.settings.sipgate_login_url = sipgate_fake.login_url
+    sipgate_fake.state.client_secret = "rotated-at-sipgate"  # our secret no longer works: the exchange is refused
     started = await b.start(h.base, "portal")
     refused = await b.get(await b.at_sipgate(started.location, "w0"))
     assert refused.status == 400 and await account_row(h) is None
@@ -362,30 +356,30 @@ async def test_sipgate_says_no_or_cannot_be_reached(h, fake, browsers):
 # -- refresh-token rotation across processes -------------------------------------------------------------------
 
 
-async def test_a_rotated_refresh_token_is_seen_by_the_other_process(make_harness, fake, browsers):
-    a = await make_harness(**sipgate_settings(fake))
-    b = await make_harness(**sipgate_settings(fake))
+async def test_a_rotated_refresh_token_is_seen_by_the_other_process(make_harness, sipgate_fake, browsers):
+    a = await make_harness(**sipgate_settings(sipgate_fake))
+    b = await make_harness(**sipgate_settings(sipgate_fake))
     await browsers().sign_in(a.base, "portal", "w0")
     aid = (await account_row(a))["id"]
     first = await a.app[SIPGATE].credential(aid)
 
-    fake.state.expire_access_tokens()  # the next call gets a 401: process A refreshes, sipgate rotates
+    sipgate_fake.state.expire_access_tokens()  # the next call gets a 401: process A refreshes, sipgate rotates
     assert len(await (await a.app[SIPGATE].client(aid)).users()) == 3
     rotated = await b.app[SIPGATE].credential(aid)
-    assert rotated.refresh_token != first.refresh_token and first.refresh_token not in fake.state.refresh_tokens
+    assert rotated.refresh_token != first.refresh_token and first.refresh_token not in sipgate_fake.state.refresh_tokens
 
-    fake.state.expire_access_tokens()  # now process B must refresh, with the token A stored
+    sipgate_fake.state.expire_access_tokens()  # now process B must refresh, with the token A stored
     assert len(await (await b.app[SIPGATE].client(aid)).users()) == 3
-    assert rotated.refresh_token not in fake.state.refresh_tokens  # used by B, so void now
-    assert (await a.app[SIPGATE].credential(aid)).refresh_token in fake.state.refresh_tokens
-    async with aiohttp.ClientSession() as http, http.post(fake.login_url + "/token", data={
-            "client_id": fake.state.client_id, "client_secret": fake.state.client_secret,
+    assert rotated.refresh_token not in sipgate_fake.state.refresh_tokens  # used by B, so void now
+    assert (await a.app[SIPGATE].credential(aid)).refresh_token in sipgate_fake.state.refresh_tokens
+    async with aiohttp.ClientSession() as http, http.post(sipgate_fake.login_url + "/token", data={
+            "client_id": sipgate_fake.state.client_id, "client_secret": sipgate_fake.state.client_secret,
             "grant_type": "refresh_token", "refresh_token": first.refresh_token}) as r:
         assert r.status == 400  # the old one is refused
     assert (await account_row(a))["sipgate_rejected_at"] is None
 
 
-async def test_the_log_says_what_happened_and_holds_no_token(h, fake, browsers):
+async def test_the_log_says_what_happened_and_holds_no_token(h, sipgate_fake, browsers):
     b = browsers()
     with capture_logs() as logs:
         await b.sign_in(h.base, "portal", "w0")
@@ -401,16 +395,16 @@ async def test_the_log_says_what_happened_and_holds_no_token(h, fake, browsers):
     aid = (await account_row(h))["id"]
     credential = await h.app[SIPGATE].credential(aid)
     secrets = [done.location.split("#token=")[1], query["code"][0], query["state"][0], credential.refresh_token,
-               credential.access_token, *fake.state.access_tokens, *fake.state.refresh_tokens]
+               credential.access_token, *sipgate_fake.state.access_tokens, *sipgate_fake.state.refresh_tokens]
     text = repr(logs)
     for secret in secrets:
         assert secret not in text
 
 
-async def test_the_callback_may_reach_another_process(make_harness, fake, browsers):
+async def test_the_callback_may_reach_another_process(make_harness, sipgate_fake, browsers):
     """Behind a load balancer without sticky sessions: A starts the sign-in, B takes sipgate's answer."""
-    a = await make_harness(**sipgate_settings(fake))
-    b = await make_harness(**sipgate_settings(fake))
+    a = await make_harness(**sipgate_settings(sipgate_fake))
+    b = await make_harness(**sipgate_settings(sipgate_fake))
     b.settings.public_url = a.base  # one PUBLIC_URL for the installation
     browser = browsers()
     started = await browser.start(a.base, "portal")

@@ -20,13 +20,7 @@ from hejcti.sipgate import (
     oauth_refresher,
 )
 from hejcti.sipgate_live import LiveCache
-from tests.fakes.sipgate import PAT, PAT_ID, FakeSipgate
-
-
-@pytest.fixture
-async def fake():
-    async with FakeSipgate().running() as f:
-        yield f
+from tests.fakes.sipgate import PAT, PAT_ID
 
 
 @pytest.fixture
@@ -35,25 +29,25 @@ async def http():
         yield s
 
 
-def pat_client(fake, http, **kw):
-    return SipgateClient(http, Credential.pat(PAT_ID, PAT), base_url=fake.api_url, **kw)
+def pat_client(sipgate_fake, http, **kw):
+    return SipgateClient(http, Credential.pat(PAT_ID, PAT), base_url=sipgate_fake.api_url, **kw)
 
 
-def oauth_setup(fake, http, user="w0"):
+def oauth_setup(sipgate_fake, http, user="w0"):
     """An OAuth credential issued by the fake, a refresher, and the list the rotated credentials go to."""
-    s = fake.state
+    s = sipgate_fake.state
     cred = Credential.oauth(s.issue(user), owner=user)
     stored: list[Credential] = []
 
     async def keep(new):
         stored.append(new)
 
-    oauth = OAuthClient(fake.login_url, s.client_id, s.client_secret)
+    oauth = OAuthClient(sipgate_fake.login_url, s.client_id, s.client_secret)
     return cred, oauth_refresher(http, oauth, keep), stored
 
 
-async def test_shapes_with_a_personal_access_token(fake, http):
-    client = pat_client(fake, http)
+async def test_shapes_with_a_personal_access_token(sipgate_fake, http):
+    client = pat_client(sipgate_fake, http)
     info = await client.userinfo()
     assert (info.sub, info.master_sip_id) == ("w0", "1234567")
     users = await client.users()
@@ -66,32 +60,32 @@ async def test_shapes_with_a_personal_access_token(fake, http):
     numbers = await client.user_numbers("w0")
     assert numbers[0].e164 == "+4921155500100" and numbers[0].endpoint_id == "p0"
     assert len(await client.numbers()) == 3
-    header = fake.state.requests[-1]
+    header = sipgate_fake.state.requests[-1]
     assert header == ("GET", "/v2/numbers")
 
 
-async def test_a_wrong_personal_access_token_is_an_auth_error_without_retry(fake, http):
-    client = SipgateClient(http, Credential.pat(PAT_ID, "wrong"), base_url=fake.api_url)
+async def test_a_wrong_personal_access_token_is_an_auth_error_without_retry(sipgate_fake, http):
+    client = SipgateClient(http, Credential.pat(PAT_ID, "wrong"), base_url=sipgate_fake.api_url)
     with pytest.raises(SipgateAuthError) as e:
         await client.users()
     assert e.value.code == "sipgate_not_connected"
-    assert fake.state.count("GET", "/users") == 1
+    assert sipgate_fake.state.count("GET", "/users") == 1
 
 
-async def test_user_not_found_is_refused_with_status_and_message(fake, http):
+async def test_user_not_found_is_refused_with_status_and_message(sipgate_fake, http):
     with pytest.raises(SipgateRefusedError) as e:
-        await pat_client(fake, http).user("w9")
+        await pat_client(sipgate_fake, http).user("w9")
     assert (e.value.status, e.value.message) == (404, "User not found")
     assert e.value.reply() == {"type": "error", "code": "sipgate_refused", "status": 404, "message": "User not found"}
 
 
-async def test_absent_fields_are_tolerated_and_broken_items_skipped(fake, http):
-    fake.state.users = [{"id": "w5"}, {"id": "w6", "firstname": None, "lastname": "Solo", "admin": None,
+async def test_absent_fields_are_tolerated_and_broken_items_skipped(sipgate_fake, http):
+    sipgate_fake.state.users = [{"id": "w5"}, {"id": "w6", "firstname": None, "lastname": "Solo", "admin": None,
                                         "directDialIds": None, "somethingNew": {"x": 1}},
                         {"firstname": "no id"}]
-    fake.state.devices["w5"] = [{"id": "e5"}]
-    fake.state.numbers["w5"] = [{"number": "4921155500105"}]
-    client = pat_client(fake, http)
+    sipgate_fake.state.devices["w5"] = [{"id": "e5"}]
+    sipgate_fake.state.numbers["w5"] = [{"number": "4921155500105"}]
+    client = pat_client(sipgate_fake, http)
     users = await client.users()
     assert [u.id for u in users] == ["w5", "w6"]
     assert users[0].name == "" and users[0].email is None and users[0].admin is False
@@ -100,63 +94,63 @@ async def test_absent_fields_are_tolerated_and_broken_items_skipped(fake, http):
     assert [n.e164 for n in await client.user_numbers("w5")] == ["+4921155500105"]
 
 
-async def test_neo_403_on_phoneline_endpoints_reads_as_none(fake, http):
-    fake.state.neo = True
-    client = pat_client(fake, http)
+async def test_neo_403_on_phoneline_endpoints_reads_as_none(sipgate_fake, http):
+    sipgate_fake.state.neo = True
+    client = pat_client(sipgate_fake, http)
     assert await client.devices("w0") == []
     assert await client.user_numbers("w0") == []
     assert await client.numbers() == []
     assert [u.id for u in await client.users()] == ["w0", "w1", "w2"]  # other endpoints still work
 
 
-async def test_403_elsewhere_is_a_refusal(fake, http):
-    fake.state.fail_next(1, 403)
+async def test_403_elsewhere_is_a_refusal(sipgate_fake, http):
+    sipgate_fake.state.fail_next(1, 403)
     with pytest.raises(SipgateRefusedError) as e:
-        await pat_client(fake, http).webhook_settings()
+        await pat_client(sipgate_fake, http).webhook_settings()
     assert e.value.status == 403
 
 
-async def test_429_waits_for_retry_after_then_succeeds(fake, http):
-    fake.state.fail_next(1, 429, retry_after=1)
+async def test_429_waits_for_retry_after_then_succeeds(sipgate_fake, http):
+    sipgate_fake.state.fail_next(1, 429, retry_after=1)
     started = time.monotonic()
-    assert len(await pat_client(fake, http).users()) == 3
+    assert len(await pat_client(sipgate_fake, http).users()) == 3
     assert time.monotonic() - started >= 1.0  # Retry-After honoured (a lower bound, never flaky)
-    assert fake.state.count("GET", "/users") == 2
+    assert sipgate_fake.state.count("GET", "/users") == 2
 
 
-async def test_429_on_a_click_to_call_is_retried_too(fake, http):
-    fake.state.fail_next(1, 429, retry_after=0)  # refused before acting: safe to send again
-    session = await pat_client(fake, http).dial("e0", "+4915799912345")
-    assert session and fake.state.count("POST", "/sessions/calls") == 2 and len(fake.state.placed) == 1
+async def test_429_on_a_click_to_call_is_retried_too(sipgate_fake, http):
+    sipgate_fake.state.fail_next(1, 429, retry_after=0)  # refused before acting: safe to send again
+    session = await pat_client(sipgate_fake, http).dial("e0", "+4915799912345")
+    assert session and sipgate_fake.state.count("POST", "/sessions/calls") == 2 and len(sipgate_fake.state.placed) == 1
 
 
-async def test_retry_after_longer_than_allowed_fails_at_once(fake, http):
-    fake.state.fail_next(1, 429, retry_after=120)
+async def test_retry_after_longer_than_allowed_fails_at_once(sipgate_fake, http):
+    sipgate_fake.state.fail_next(1, 429, retry_after=120)
     with pytest.raises(SipgateUnavailableError) as e:
-        await pat_client(fake, http, max_wait=5).users()
+        await pat_client(sipgate_fake, http, max_wait=5).users()
     assert e.value.status == 429 and e.value.retry_after == 120
-    assert fake.state.count("GET", "/users") == 1
+    assert sipgate_fake.state.count("GET", "/users") == 1
 
 
-async def test_5xx_is_retried_on_reads(fake, http):
-    fake.state.fail_next(2, 500)
-    assert len(await pat_client(fake, http).users()) == 3
-    assert fake.state.count("GET", "/users") == 3
+async def test_5xx_is_retried_on_reads(sipgate_fake, http):
+    sipgate_fake.state.fail_next(2, 500)
+    assert len(await pat_client(sipgate_fake, http).users()) == 3
+    assert sipgate_fake.state.count("GET", "/users") == 3
 
 
-async def test_5xx_on_reads_gives_up_as_unavailable(fake, http):
-    fake.state.fail_next(5, 502)
+async def test_5xx_on_reads_gives_up_as_unavailable(sipgate_fake, http):
+    sipgate_fake.state.fail_next(5, 502)
     with pytest.raises(SipgateUnavailableError) as e:
-        await pat_client(fake, http).users()
+        await pat_client(sipgate_fake, http).users()
     assert e.value.code == "sipgate_unavailable" and e.value.reply() == {"type": "error",
                                                                          "code": "sipgate_unavailable"}
-    assert fake.state.count("GET", "/users") == SipgateClient.max_attempts
+    assert sipgate_fake.state.count("GET", "/users") == SipgateClient.max_attempts
 
 
 @pytest.mark.parametrize("call", ["dial", "transfer", "hangup"])
-async def test_5xx_on_a_post_is_not_retried(fake, http, call):
-    fake.state.fail_next(1, 500)
-    client = pat_client(fake, http)
+async def test_5xx_on_a_post_is_not_retried(sipgate_fake, http, call):
+    sipgate_fake.state.fail_next(1, 500)
+    client = pat_client(sipgate_fake, http)
     with pytest.raises(SipgateUnavailableError):
         if call == "dial":
             await client.dial("e0", "+4915799912345")
@@ -164,15 +158,15 @@ async def test_5xx_on_a_post_is_not_retried(fake, http, call):
             await client.transfer("CALL1", "+4915799912345")
         else:
             await client.hangup("CALL1")
-    assert len(fake.state.requests) == 1  # the one request; a click-to-call that may have rung is not repeated
+    assert len(sipgate_fake.state.requests) == 1  # the one request; a click-to-call that may have rung is not repeated
 
 
-async def test_timeout_is_unavailable(fake, http):
-    fake.state.delay = 1.0
+async def test_timeout_is_unavailable(sipgate_fake, http):
+    sipgate_fake.state.delay = 1.0
     with pytest.raises(SipgateUnavailableError) as e:
-        await pat_client(fake, http, timeout=0.2).dial("e0", "+4915799912345")
+        await pat_client(sipgate_fake, http, timeout=0.2).dial("e0", "+4915799912345")
     assert "did not answer" in str(e.value)
-    assert fake.state.count("POST", "/sessions/calls") == 1
+    assert sipgate_fake.state.count("POST", "/sessions/calls") == 1
 
 
 async def test_unreachable_is_unavailable(http):
@@ -181,85 +175,85 @@ async def test_unreachable_is_unavailable(http):
         await client.userinfo()
 
 
-async def test_oauth_401_refreshes_once_and_hands_on_the_rotated_refresh_token(fake, http):
-    cred, refresh, stored = oauth_setup(fake, http)
-    client = SipgateClient(http, cred, base_url=fake.api_url, refresh=refresh)
-    fake.state.expire_access_tokens()
+async def test_oauth_401_refreshes_once_and_hands_on_the_rotated_refresh_token(sipgate_fake, http):
+    cred, refresh, stored = oauth_setup(sipgate_fake, http)
+    client = SipgateClient(http, cred, base_url=sipgate_fake.api_url, refresh=refresh)
+    sipgate_fake.state.expire_access_tokens()
     assert len(await client.users()) == 3
     assert len(stored) == 1
     new = stored[0]
     assert new.refresh_token != cred.refresh_token and new.access_token != cred.access_token
     assert client.credential == new
-    assert cred.refresh_token not in fake.state.refresh_tokens  # the old one is void: it had to be kept
-    assert new.refresh_token in fake.state.refresh_tokens
+    assert cred.refresh_token not in sipgate_fake.state.refresh_tokens  # the old one is void: it had to be kept
+    assert new.refresh_token in sipgate_fake.state.refresh_tokens
 
 
-async def test_oauth_401_twice_is_disconnected(fake, http):
-    cred, refresh, stored = oauth_setup(fake, http)
+async def test_oauth_401_twice_is_disconnected(sipgate_fake, http):
+    cred, refresh, stored = oauth_setup(sipgate_fake, http)
     rejected = []
 
     async def on_rejected():
         rejected.append(True)
 
-    client = SipgateClient(http, cred, base_url=fake.api_url, refresh=refresh, on_rejected=on_rejected)
-    fake.state.fail_next(2, 401)  # the refreshed token is refused as well
+    client = SipgateClient(http, cred, base_url=sipgate_fake.api_url, refresh=refresh, on_rejected=on_rejected)
+    sipgate_fake.state.fail_next(2, 401)  # the refreshed token is refused as well
     with pytest.raises(SipgateAuthError):
         await client.users()
     assert len(stored) == 1 and rejected == [True]
-    assert fake.state.count("GET", "/users") == 2
+    assert sipgate_fake.state.count("GET", "/users") == 2
 
 
-async def test_spent_refresh_token_is_disconnected(fake, http):
-    cred, refresh, stored = oauth_setup(fake, http)
-    fake.state.refresh_tokens.clear()  # revoked, or used by someone else
-    fake.state.expire_access_tokens()
-    client = SipgateClient(http, cred, base_url=fake.api_url, refresh=refresh)
+async def test_spent_refresh_token_is_disconnected(sipgate_fake, http):
+    cred, refresh, stored = oauth_setup(sipgate_fake, http)
+    sipgate_fake.state.refresh_tokens.clear()  # revoked, or used by someone else
+    sipgate_fake.state.expire_access_tokens()
+    client = SipgateClient(http, cred, base_url=sipgate_fake.api_url, refresh=refresh)
     with pytest.raises(SipgateAuthError):
         await client.userinfo()
     assert stored == []
 
 
-async def test_expired_access_token_is_refreshed_before_asking(fake, http):
-    cred, refresh, stored = oauth_setup(fake, http)
+async def test_expired_access_token_is_refreshed_before_asking(sipgate_fake, http):
+    cred, refresh, stored = oauth_setup(sipgate_fake, http)
     from dataclasses import replace
 
-    client = SipgateClient(http, replace(cred, expires_at=time.time() - 1), base_url=fake.api_url, refresh=refresh)
+    client = SipgateClient(http, replace(cred, expires_at=time.time() - 1), base_url=sipgate_fake.api_url, refresh=refresh)
     await client.userinfo()
-    assert len(stored) == 1 and fake.state.count("GET", "/authorization/userinfo") == 1
+    assert len(stored) == 1 and sipgate_fake.state.count("GET", "/authorization/userinfo") == 1
 
 
-async def test_configure_webhooks_keeps_the_other_settings(fake, http):
-    before, after = await pat_client(fake, http).configure_webhooks("https://hej.example.org/webhooks/sipgate/T")
+async def test_configure_webhooks_keeps_the_other_settings(sipgate_fake, http):
+    before, after = await pat_client(sipgate_fake, http).configure_webhooks("https://hej.example.org/webhooks/sipgate/T")
     assert before.incoming_url == "https://old.example.org/in"
-    assert fake.state.settings == {"incomingUrl": "https://hej.example.org/webhooks/sipgate/T",
+    assert sipgate_fake.state.settings == {"incomingUrl": "https://hej.example.org/webhooks/sipgate/T",
                                    "outgoingUrl": "https://hej.example.org/webhooks/sipgate/T", "log": True,
                                    "whitelist": ["p0", "g1"]}
-    assert after.raw() == fake.state.settings
+    assert after.raw() == sipgate_fake.state.settings
 
 
-async def test_configure_webhooks_keeps_fields_it_does_not_know(fake, http):
-    fake.state.settings["futureFlag"] = {"a": 1}
-    await pat_client(fake, http).configure_webhooks("https://hej.example.org/w")
-    assert fake.state.settings["futureFlag"] == {"a": 1}
+async def test_configure_webhooks_keeps_fields_it_does_not_know(sipgate_fake, http):
+    sipgate_fake.state.settings["futureFlag"] = {"a": 1}
+    await pat_client(sipgate_fake, http).configure_webhooks("https://hej.example.org/w")
+    assert sipgate_fake.state.settings["futureFlag"] == {"a": 1}
 
 
-async def test_dial_transfer_hangup(fake, http):
-    fake.state.manual = True  # the call stays as placed: ringing, never answered
-    client = pat_client(fake, http)
+async def test_dial_transfer_hangup(sipgate_fake, http):
+    sipgate_fake.state.manual = True  # the call stays as placed: ringing, never answered
+    client = pat_client(sipgate_fake, http)
     session = await client.dial("e0", "+4915799912345", device_id="e0")
-    assert fake.state.placed == [{"caller": "e0", "callee": "+4915799912345", "deviceId": "e0"}]
+    assert sipgate_fake.state.placed == [{"caller": "e0", "callee": "+4915799912345", "deviceId": "e0"}]
     with pytest.raises(SipgateRefusedError) as e:  # not answered: sipgate says 404
         await client.transfer(session, "+4915799912345")
     assert e.value.status == 404
     await client.hangup(session)
-    assert fake.state.hangups == [session]
+    assert sipgate_fake.state.hangups == [session]
     with pytest.raises(SipgateRefusedError):
         await client.hangup(session)
 
 
-async def test_dial_from_a_device_of_another_account_is_refused(fake, http):
+async def test_dial_from_a_device_of_another_account_is_refused(sipgate_fake, http):
     with pytest.raises(SipgateRefusedError) as e:
-        await pat_client(fake, http).dial("e77", "+4915799912345")
+        await pat_client(sipgate_fake, http).dial("e77", "+4915799912345")
     assert e.value.status == 403
 
 
@@ -274,49 +268,49 @@ async def test_credential_hides_its_secrets_and_round_trips():
 # -- the cache of live user data -------------------------------------------------------------------------
 
 
-async def test_cache_one_request_for_ten_concurrent_askers(fake, http):
-    fake.state.delay = 0.1
+async def test_cache_one_request_for_ten_concurrent_askers(sipgate_fake, http):
+    sipgate_fake.state.delay = 0.1
     cache: LiveCache[list] = LiveCache(60)
-    client = pat_client(fake, http)
+    client = pat_client(sipgate_fake, http)
     results = await asyncio.gather(*(cache.get("acc_1", client.users) for _ in range(10)))
     assert all(len(r) == 3 for r in results)
-    assert fake.state.count("GET", "/users") == 1
+    assert sipgate_fake.state.count("GET", "/users") == 1
     await cache.get("acc_1", client.users)  # still fresh
-    assert fake.state.count("GET", "/users") == 1
+    assert sipgate_fake.state.count("GET", "/users") == 1
     await cache.get("acc_2", client.users)  # another account: its own entry
-    assert fake.state.count("GET", "/users") == 2
+    assert sipgate_fake.state.count("GET", "/users") == 2
 
 
-async def test_cache_expires_and_keeps_no_error(fake, http):
+async def test_cache_expires_and_keeps_no_error(sipgate_fake, http):
     now = [1000.0]
     cache: LiveCache[list] = LiveCache(60, clock=lambda: now[0])
-    client = pat_client(fake, http)
+    client = pat_client(sipgate_fake, http)
     await cache.get("acc_1", client.users)
     now[0] += 59.0
     await cache.get("acc_1", client.users)
-    assert fake.state.count("GET", "/users") == 1
+    assert sipgate_fake.state.count("GET", "/users") == 1
     now[0] += 2.0
-    fake.state.fail_next(SipgateClient.max_attempts, 503)
+    sipgate_fake.state.fail_next(SipgateClient.max_attempts, 503)
     with pytest.raises(SipgateUnavailableError):
         await cache.get("acc_1", client.users)
     await cache.get("acc_1", client.users)  # the failure was not kept
-    assert fake.state.count("GET", "/users") == 2 + SipgateClient.max_attempts
+    assert sipgate_fake.state.count("GET", "/users") == 2 + SipgateClient.max_attempts
 
 
 def test_cache_never_keeps_longer_than_60_s():
     assert LiveCache(3600).ttl == 60
 
 
-async def test_cache_one_asker_cancelled_does_not_cancel_the_others(fake, http):
-    fake.state.delay = 0.2
+async def test_cache_one_asker_cancelled_does_not_cancel_the_others(sipgate_fake, http):
+    sipgate_fake.state.delay = 0.2
     cache: LiveCache[list] = LiveCache(60)
-    client = pat_client(fake, http)
+    client = pat_client(sipgate_fake, http)
     first = asyncio.ensure_future(cache.get("acc_1", client.users))
     second = asyncio.ensure_future(cache.get("acc_1", client.users))
     await asyncio.sleep(0.05)
     first.cancel()
     assert len(await second) == 3
-    assert fake.state.count("GET", "/users") == 1
+    assert sipgate_fake.state.count("GET", "/users") == 1
 
 
 # -- the OAuth side (the sign-in routes build on it) -------------------------------------------------------
@@ -332,7 +326,7 @@ def pkce() -> tuple[str, str]:
     return verifier, challenge
 
 
-async def sign_in(fake, http, oauth: OAuthClient, challenge: str, redirect: str = "https://hej.example.org/cb"):
+async def sign_in(sipgate_fake, http, oauth: OAuthClient, challenge: str, redirect: str = "https://hej.example.org/cb"):
     """The browser's part: open the authorize page, press its button, read code and state off the redirect."""
     from urllib.parse import parse_qs, urlsplit
 
@@ -347,14 +341,14 @@ async def sign_in(fake, http, oauth: OAuthClient, challenge: str, redirect: str 
     return query["code"][0]
 
 
-async def test_authorization_code_with_pkce_then_rotating_refresh(fake, http):
-    oauth = OAuthClient(fake.login_url, fake.state.client_id, fake.state.client_secret)
+async def test_authorization_code_with_pkce_then_rotating_refresh(sipgate_fake, http):
+    oauth = OAuthClient(sipgate_fake.login_url, sipgate_fake.state.client_id, sipgate_fake.state.client_secret)
     verifier, challenge = pkce()
-    code = await sign_in(fake, http, oauth, challenge)
+    code = await sign_in(sipgate_fake, http, oauth, challenge)
     tokens = await oauth.exchange(http, code=code, redirect_uri="https://hej.example.org/cb", code_verifier=verifier)
     assert tokens["expires_in"] == 300 and tokens["token_type"] == "bearer"
     cred = Credential.oauth(tokens, owner="w0")
-    assert (await SipgateClient(http, cred, base_url=fake.api_url).userinfo()).sub == "w0"
+    assert (await SipgateClient(http, cred, base_url=sipgate_fake.api_url).userinfo()).sub == "w0"
     with pytest.raises(SipgateAuthError):  # a code is single-use
         await oauth.exchange(http, code=code, redirect_uri="https://hej.example.org/cb", code_verifier=verifier)
     new = await oauth.refresh(http, cred)
@@ -364,12 +358,12 @@ async def test_authorization_code_with_pkce_then_rotating_refresh(fake, http):
     assert (await oauth.refresh(http, new)).access_token
 
 
-async def test_a_wrong_code_verifier_or_client_secret_is_refused(fake, http):
-    oauth = OAuthClient(fake.login_url, fake.state.client_id, fake.state.client_secret)
+async def test_a_wrong_code_verifier_or_client_secret_is_refused(sipgate_fake, http):
+    oauth = OAuthClient(sipgate_fake.login_url, sipgate_fake.state.client_id, sipgate_fake.state.client_secret)
     _, challenge = pkce()
-    code = await sign_in(fake, http, oauth, challenge)
+    code = await sign_in(sipgate_fake, http, oauth, challenge)
     with pytest.raises(SipgateAuthError):
         await oauth.exchange(http, code=code, redirect_uri="https://hej.example.org/cb", code_verifier="guessed")
-    wrong = OAuthClient(fake.login_url, fake.state.client_id, "not-the-secret")
+    wrong = OAuthClient(sipgate_fake.login_url, sipgate_fake.state.client_id, "not-the-secret")
     with pytest.raises(SipgateAuthError):
-        await wrong.refresh(http, Credential.oauth(fake.state.issue("w0")))
+        await wrong.refresh(http, Credential.oauth(sipgate_fake.state.issue("w0")))
