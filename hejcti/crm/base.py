@@ -409,8 +409,9 @@ class CrmAdapter:
         if self.http is None:
             raise CrmPermanentError("adapter has no HTTP session", crm=self.kind)
         try:
-            async with self.http.request(
-                method, url, headers=headers, timeout=aiohttp.ClientTimeout(total=self.request_timeout), **kwargs
+            async with self.http.request(  # never a redirect: it could point at any host, internal ones too
+                method, url, headers=headers, timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+                allow_redirects=False, **kwargs
             ) as r:
                 resp = Response(r.status, r.headers, await r.text(errors="replace"))
         except aiohttp.ConnectionTimeoutError as e:  # before TimeoutError: it is one, but nothing was sent
@@ -423,6 +424,10 @@ class CrmAdapter:
                                     maybe_applied=False) from e
         except aiohttp.ClientError as e:  # dropped after sending, reset, broken payload: it may have acted
             raise CrmTransientError(f"cannot reach {self.kind}: {type(e).__name__}", crm=self.kind) from e
+        if 300 <= resp.status < 400:
+            raise CrmPermanentError(f"the CRM answered with a redirect (HTTP {resp.status} from {self.kind}), which "
+                                    "is never followed: set the instance to the URL it redirects to",
+                                    crm=self.kind, status=resp.status)
         if not 200 <= resp.status < 300:
             err = self.classify(resp)
             if isinstance(err, CrmTransientError) and not isinstance(err, CrmRateLimitError):
