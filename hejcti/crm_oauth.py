@@ -295,7 +295,7 @@ class CrmOAuth:
         kwargs: dict[str, Any] = {"json": fields} if client.vendor.json_body else {"data": fields}
         try:
             async with self._http().post(url, timeout=aiohttp.ClientTimeout(total=TIMEOUT_S), headers=headers,
-                                         **kwargs) as r:
+                                         allow_redirects=False, **kwargs) as r:  # a 3xx: crm_unavailable
                 status = r.status
                 try:
                     answer = await r.json(content_type=None)

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from tests.fakes.base import Running
+from tests.fakes.base import Running, redirector
 from tests.fakes.crm_oauth import CLIENT_ID, CLIENT_SECRET, FakeOAuth
 
 EXT = "hnnlhefhhmhfapdfppcpbjkplolijhoc"
@@ -165,3 +165,16 @@ async def test_a_crm_that_does_not_answer_is_a_502(make_harness, fake):
         assert await refresh(http, h.base, "hubspot", {"refresh_token": "r"}, token) == (502, {"error": "crm_unavailable"})
         async with http.post(f"{h.base}/crm/oauth/pipedrive/refresh", json={"refresh_token": "r"}) as r:
             assert r.status == 404  # no client for it on this server
+
+
+async def test_a_token_endpoint_answering_with_a_redirect_is_not_followed(make_harness, fake):
+    """A 307 would send the form again, client secret and refresh token included, to wherever it points."""
+    seen: list[str] = []
+    async with Running(redirector(fake.base, 307, seen)) as front:
+        h = await make_harness(hubspot_client_id=CLIENT_ID, hubspot_client_secret=CLIENT_SECRET,
+                               hubspot_token_url=f"{front}/oauth/token")
+        token = await user_token(h)
+        async with aiohttp.ClientSession() as http:
+            assert await refresh(http, h.base, "hubspot", {"refresh_token": "r"}, token) == (
+                502, {"error": "crm_unavailable"})
+    assert seen == ["/oauth/token"] and fake.state.token_requests == []

@@ -152,3 +152,15 @@ class Running:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._runner.cleanup()
+
+
+def redirector(target: str, status: int, seen: list[str]) -> web.Application:
+    """A CRM instance that sends every request on to ``target`` (same path and query)."""
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        return web.Response(status=status, headers={"Location": target + request.path_qs})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    return app

@@ -6,28 +6,15 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from hejcti.crm import adapter_class
 from hejcti.crm.base import Credentials, CrmPermanentError
 from tests.fakes import hubspot, pipedrive, salesforce
-from tests.fakes.base import Running
+from tests.fakes.base import Running, redirector
 from tests.integration.crm.test_sf_hs_pd import call
 
 GOOD = Credentials(access_token="good-token")
 FAKES = {"salesforce": salesforce, "hubspot": hubspot, "pipedrive": pipedrive}
-
-
-def redirector(target: str, status: int, seen: list[str]) -> web.Application:
-    """A CRM instance that sends every request on to ``target`` (same path and query)."""
-
-    async def handler(request: web.Request) -> web.Response:
-        seen.append(request.path)
-        return web.Response(status=status, headers={"Location": target + request.path_qs})
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    return app
 
 
 @pytest.mark.parametrize("kind", list(FAKES))
