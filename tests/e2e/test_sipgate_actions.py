@@ -11,17 +11,11 @@ import asyncio
 import pytest
 
 from tests.e2e.test_fanout import hangup, new_call
-from tests.fakes.sipgate import PAT, PAT_ID, FakeSipgate
+from tests.fakes.sipgate import PAT, PAT_ID
 
 ME = {"id": "w0", "name": "Ada Lovelace", "email": "ada.lovelace@example.org", "admin": True,
       "numbers": ["+4921155500100"], "devices": [{"id": "e0", "alias": "VoIP-Telefon von Ada", "type": "REGISTER",
                                                  "online": True}]}
-
-
-@pytest.fixture
-async def fake():
-    async with FakeSipgate().running() as f:
-        yield f
 
 
 async def connected(h, users=("w0", "w1", "w2"), connect=True):
@@ -36,8 +30,8 @@ async def connected(h, users=("w0", "w1", "w2"), connect=True):
 
 
 @pytest.fixture
-async def setup(make_harness, fake):
-    h = await make_harness(sipgate_api_url=fake.api_url, sipgate_timeout_s=1.5)
+async def setup(make_harness, sipgate_fake):
+    h = await make_harness(sipgate_api_url=sipgate_fake.api_url, sipgate_timeout_s=1.5)
     acc, sessions = await connected(h)
     return h, acc, sessions
 
@@ -89,9 +83,9 @@ async def test_search_result_shape_limit_and_miss(setup):
     assert await search(s["w1"], "nobody-like-this") == []
 
 
-async def test_presence_from_calls_posted_to_another_process(make_harness, fake):
-    first = await make_harness(sipgate_api_url=fake.api_url)
-    second = await make_harness(sipgate_api_url=fake.api_url)  # same database, another app
+async def test_presence_from_calls_posted_to_another_process(make_harness, sipgate_fake):
+    first = await make_harness(sipgate_api_url=sipgate_fake.api_url)
+    second = await make_harness(sipgate_api_url=sipgate_fake.api_url)  # same database, another app
     acc, _ = await connected(first, users=("w1", "w2"))
     reader = await second.connect(await second.user(acc["account_id"], "w0"))
     await first.post(acc["url"], new_call("CALLRING1", users=("w1",)))
@@ -116,57 +110,57 @@ async def test_a_call_answered_by_a_colleague_no_longer_rings_for_the_others(set
         "w0": "available", "w1": "in_call", "w2": "available"}
 
 
-async def test_ten_searches_at_once_are_one_users_request(make_harness, fake):
-    h = await make_harness(sipgate_api_url=fake.api_url)
-    fake.state.delay = 0.2  # all ten arrive while the first fetch runs
+async def test_ten_searches_at_once_are_one_users_request(make_harness, sipgate_fake):
+    h = await make_harness(sipgate_api_url=sipgate_fake.api_url)
+    sipgate_fake.state.delay = 0.2  # all ten arrive while the first fetch runs
     _, sessions = await connected(h, users=tuple(f"w{i}" for i in range(10)))
-    assert fake.state.count("GET", "/users") == 1  # the connect's own check
+    assert sipgate_fake.state.count("GET", "/users") == 1  # the connect's own check
     results = await asyncio.gather(*(search(c, "grace") for c in sessions.values()))
     assert all([u["id"] for u in users] == ["w1"] for users in results)
-    assert fake.state.count("GET", "/users") == 2  # one more, for all ten
+    assert sipgate_fake.state.count("GET", "/users") == 2  # one more, for all ten
 
 
 # -- call.dial ---------------------------------------------------------------------------------------------
 
 
-async def test_dial_a_number_read_in_the_accounts_region_from_the_default_device(setup, fake):
+async def test_dial_a_number_read_in_the_accounts_region_from_the_default_device(setup, sipgate_fake):
     _, _, s = setup
-    fake.state.manual = True  # the call's pushes are not the point here
+    sipgate_fake.state.manual = True  # the call's pushes are not the point here
     reply = await s["w0"].request({"type": "call.dial", "to": "0211 / 555 001-01", "id": "d1"})
     assert reply == {"type": "result", "id": "d1", "ok": True, "session_id": reply["session_id"],
                      "device": {"id": "e0", "online": True}}
-    assert reply["session_id"] in fake.state.sessions
-    assert fake.state.placed == [{"caller": "e0", "callee": "+4921155500101"}]
+    assert reply["session_id"] in sipgate_fake.state.sessions
+    assert sipgate_fake.state.placed == [{"caller": "e0", "callee": "+4921155500101"}]
 
 
-async def test_dial_a_colleague_on_their_number_or_extension_from_own_devices(setup, fake):
+async def test_dial_a_colleague_on_their_number_or_extension_from_own_devices(setup, sipgate_fake):
     _, _, s = setup
-    fake.state.manual = True
+    sipgate_fake.state.manual = True
     reply = await s["w1"].request({"type": "call.dial", "to": {"user": "w2"}, "device": "e1", "id": 2})
     assert reply["ok"] is True and reply["device"] == {"id": "e1", "online": True}
-    assert fake.state.placed == [{"caller": "e1", "callee": "+4921155500102"}]
+    assert sipgate_fake.state.placed == [{"caller": "e1", "callee": "+4921155500102"}]
     by_extension = await s["w1"].request({"type": "call.dial", "to": "10", "id": 3})  # Ada's extension, as typed
-    assert by_extension["ok"] is True and fake.state.placed[-1] == {"caller": "e1", "callee": "10"}
+    assert by_extension["ok"] is True and sipgate_fake.state.placed[-1] == {"caller": "e1", "callee": "10"}
 
 
-async def test_dial_from_an_offline_device_says_so(setup, fake):
+async def test_dial_from_an_offline_device_says_so(setup, sipgate_fake):
     _, _, s = setup
-    fake.state.set_online("e0", False)
+    sipgate_fake.state.set_online("e0", False)
     reply = await s["w0"].request({"type": "call.dial", "to": {"user": "w1"}, "id": 3})
     assert reply["ok"] is True and reply["device"] == {"id": "e0", "online": False}  # sipgate: 200 all the same
     mobile = await s["w1"].request({"type": "call.dial", "to": "+4930123456789", "device": "y1", "id": 4})
     assert mobile["device"] == {"id": "y1", "online": False}
 
 
-async def test_dial_from_a_device_that_is_not_the_users_is_refused(setup, fake):
+async def test_dial_from_a_device_that_is_not_the_users_is_refused(setup, sipgate_fake):
     _, _, s = setup
     reply = await s["w0"].request({"type": "call.dial", "to": "+4930123456789", "device": "e1", "id": 5})
     assert reply["type"] == "error" and reply["code"] == "bad_message" and reply["id"] == 5
     assert "e1" in reply["message"] and "not one of your devices" in reply["message"]
-    assert fake.state.placed == []  # sipgate was never asked
+    assert sipgate_fake.state.placed == []  # sipgate was never asked
 
 
-async def test_malformed_or_impossible_requests_are_bad_message(setup, fake):
+async def test_malformed_or_impossible_requests_are_bad_message(setup, sipgate_fake):
     _, _, s = setup
     for message, says in [
         ({"type": "call.dial", "to": {"user": "w9"}}, "no sipgate user 'w9'"),
@@ -183,14 +177,14 @@ async def test_malformed_or_impossible_requests_are_bad_message(setup, fake):
         reply = await s["w0"].request({**message, "id": "b"})
         assert reply["type"] == "error" and reply["code"] == "bad_message" and reply["id"] == "b", reply
         assert says in reply["message"], (says, reply)
-    assert fake.state.placed == []
+    assert sipgate_fake.state.placed == []
     assert (await s["w0"].request({"type": "ping", "id": "p"}))["type"] == "pong"  # the session stays open
 
 
 # -- call.transfer and call.hangup ---------------------------------------------------------------------------
 
 
-async def test_transfer_or_hangup_of_someone_elses_call_is_not_your_call(setup, fake):
+async def test_transfer_or_hangup_of_someone_elses_call_is_not_your_call(setup, sipgate_fake):
     h, acc, s = setup
     await h.post(acc["url"], new_call("CALLW1", users=("w1", "w2")))
     await h.post(acc["url"], answer("CALLW1", "w1"))
@@ -201,108 +195,108 @@ async def test_transfer_or_hangup_of_someone_elses_call_is_not_your_call(setup, 
             assert reply["type"] == "error" and reply["code"] == "not_your_call", reply
     unknown = await s["w0"].request({"type": "call.hangup", "call_id": "NO-SUCH-CALL", "id": "u"})
     assert unknown["code"] == "not_your_call"
-    assert fake.state.transfers == [] and fake.state.hangups == []
+    assert sipgate_fake.state.transfers == [] and sipgate_fake.state.hangups == []
 
 
-async def test_a_ringing_call_cannot_be_transferred_and_says_why(setup, fake):
+async def test_a_ringing_call_cannot_be_transferred_and_says_why(setup, sipgate_fake):
     h, acc, s = setup
     await h.post(acc["url"], new_call("CALLRING2", users=("w0",)))
     reply = await s["w0"].request({"type": "call.transfer", "call_id": "CALLRING2", "to": {"user": "w1"}, "id": 1})
     assert reply["code"] == "not_your_call" and "still ringing" in reply["message"]
     assert "established" in reply["message"]
-    assert fake.state.transfers == []
+    assert sipgate_fake.state.transfers == []
 
 
-async def test_hangup_of_a_call_ringing_for_the_user(setup, fake):
+async def test_hangup_of_a_call_ringing_for_the_user(setup, sipgate_fake):
     _, _, s = setup
-    fake.state.manual = True
+    sipgate_fake.state.manual = True
     placed = await s["w1"].request({"type": "call.dial", "to": {"user": "w0"}, "id": 1})
-    in_leg = fake.state.sessions[placed["session_id"]][1].call_id
-    fake.release(2)  # both newCalls
+    in_leg = sipgate_fake.state.sessions[placed["session_id"]][1].call_id
+    sipgate_fake.release(2)  # both newCalls
     await s["w0"].expect("call.ringing", call_id=in_leg)
     assert await s["w0"].request({"type": "call.hangup", "call_id": in_leg, "id": 2}) == {
         "type": "result", "ok": True, "id": 2}
-    assert fake.state.hangups == [in_leg]
+    assert sipgate_fake.state.hangups == [in_leg]
 
 
-async def test_transfer_and_hangup_of_the_users_own_calls(setup, fake):
+async def test_transfer_and_hangup_of_the_users_own_calls(setup, sipgate_fake):
     _, _, s = setup
-    fake.state.manual = True
+    sipgate_fake.state.manual = True
     placed = await s["w0"].request({"type": "call.dial", "to": {"user": "w1"}, "id": 2})
     out_leg = placed["session_id"]
-    in_leg = fake.state.sessions[out_leg][1].call_id
-    fake.release(4)  # both newCalls, both answers
+    in_leg = sipgate_fake.state.sessions[out_leg][1].call_id
+    sipgate_fake.release(4)  # both newCalls, both answers
     await s["w1"].expect("call.answered", call_id=in_leg)
     await s["w0"].expect("call.answered", call_id=out_leg)
     reply = await s["w1"].request({"type": "call.transfer", "call_id": in_leg, "to": "0211 55500102",
                                    "attended": False, "id": 3})
     assert reply == {"type": "result", "ok": True, "id": 3}
-    assert fake.state.transfers == [(in_leg, {"attended": False, "phoneNumber": "+4921155500102"})]
+    assert sipgate_fake.state.transfers == [(in_leg, {"attended": False, "phoneNumber": "+4921155500102"})]
     assert (await s["w0"].request({"type": "call.hangup", "call_id": out_leg, "id": 4})) == {
         "type": "result", "ok": True, "id": 4}  # the caller's own outgoing leg
-    assert fake.state.hangups == [out_leg]
+    assert sipgate_fake.state.hangups == [out_leg]
 
 
 # -- sipgate's errors -----------------------------------------------------------------------------------------
 
 
-async def test_an_account_not_connected_answers_sipgate_not_connected(make_harness, fake):
-    h = await make_harness(sipgate_api_url=fake.api_url)
+async def test_an_account_not_connected_answers_sipgate_not_connected(make_harness, sipgate_fake):
+    h = await make_harness(sipgate_api_url=sipgate_fake.api_url)
     _, s = await connected(h, users=("w0",), connect=False)
     for msg in ({"type": "me"}, {"type": "directory.search", "q": "a"}, {"type": "call.dial", "to": "+4930123456"}):
         reply = await s["w0"].request({**msg, "id": "x"})
         assert reply["type"] == "error" and reply["code"] == "sipgate_not_connected" and reply["id"] == "x"
-    assert fake.state.requests == []
+    assert sipgate_fake.state.requests == []
 
 
-async def test_sipgate_refusing_a_dial_is_sipgate_refused_with_status_and_message(setup, fake):
+async def test_sipgate_refusing_a_dial_is_sipgate_refused_with_status_and_message(setup, sipgate_fake):
     _, _, s = setup
     for status, message in [(403, "User is not allowed to initiate call with given parameters"),
                             (400, "Invalid callee"), (402, "Insufficient funds")]:
-        fake.state.fail_at("POST", "/sessions/calls", status, message)
+        sipgate_fake.state.fail_at("POST", "/sessions/calls", status, message)
         reply = await s["w0"].request({"type": "call.dial", "to": "+4930123456789", "id": "r"})
         assert reply == {"type": "error", "id": "r", "code": "sipgate_refused", "status": status, "message": message}
 
 
-async def test_a_credential_sipgate_rejects_shows_the_account_disconnected(setup, fake):
+async def test_a_credential_sipgate_rejects_shows_the_account_disconnected(setup, sipgate_fake):
     _, _, s = setup
-    fake.state.pats.clear()  # the token was revoked in sipgate
+    sipgate_fake.state.pats.clear()  # the token was revoked in sipgate
     reply = await s["w0"].request({"type": "directory.search", "q": "grace", "id": 1})
     assert reply["type"] == "error" and reply["code"] == "sipgate_not_connected" and reply["id"] == 1
-    asked = len(fake.state.requests)
+    asked = len(sipgate_fake.state.requests)
     assert (await s["w1"].request({"type": "me", "id": 2}))["code"] == "sipgate_not_connected"
-    assert len(fake.state.requests) == asked  # not asked again until an admin connects it anew
+    assert len(sipgate_fake.state.requests) == asked  # not asked again until an admin connects it anew
 
 
-async def test_sipgate_failing_or_slow_is_sipgate_unavailable(setup, fake):
+async def test_sipgate_failing_or_slow_is_sipgate_unavailable(setup, sipgate_fake):
     _, _, s = setup
-    fake.state.fail_next(3, 503)  # every attempt of the read
+    sipgate_fake.state.fail_next(3, 503)  # every attempt of the read
     reply = await s["w0"].request({"type": "me", "id": 1})
     assert reply["type"] == "error" and reply["code"] == "sipgate_unavailable" and reply["id"] == 1
 
-    fake.state.fail_at("POST", "/sessions/calls", 500, "boom")  # a write is not repeated: it may have rung
+    sipgate_fake.state.fail_at("POST", "/sessions/calls", 500, "boom")  # a write is not repeated: it may have rung
     dial = await s["w0"].request({"type": "call.dial", "to": "+4930123456789", "id": 2})
-    assert dial["code"] == "sipgate_unavailable" and fake.state.count("POST", "/sessions/calls") == 1
+    assert dial["code"] == "sipgate_unavailable" and sipgate_fake.state.count("POST", "/sessions/calls") == 1
 
-    fake.state.delay = 2.0  # past the 1.5 s timeout of this app
+    sipgate_fake.state.delay = 2.0  # past the 1.5 s timeout of this app
     slow = await s["w1"].request({"type": "call.dial", "to": "+4930123456789", "id": 3}, timeout=10)
     assert slow["code"] == "sipgate_unavailable" and "did not answer" in slow["message"]
 
 
-async def test_a_slow_sipgate_holds_up_no_other_message_of_the_session(make_harness, fake):
-    h = await make_harness(sipgate_api_url=fake.api_url)
+async def test_a_slow_sipgate_holds_up_no_other_message_of_the_session(make_harness, sipgate_fake):
+    h = await make_harness(sipgate_api_url=sipgate_fake.api_url)
     _, s = await connected(h, users=("w0",))
-    fake.state.delay = 0.3
+    sipgate_fake.state.delay = 0.3
     await s["w0"].send({"type": "me", "id": "slow"})
     await s["w0"].send({"type": "ping", "id": "p"})
     assert await s["w0"].next() == {"type": "pong", "id": "p"}  # before the slow answer
     assert (await s["w0"].next())["id"] == "slow"
 
 
-async def test_past_the_backlog_a_sessions_actions_are_answered_busy(make_harness, fake):
-    h = await make_harness(sipgate_api_url=fake.api_url)
+async def test_past_the_backlog_a_sessions_actions_are_answered_busy(make_harness, sipgate_fake):
+    h = await make_harness(sipgate_api_url=sipgate_fake.api_url)
     _, s = await connected(h, users=("w0",))
-    fake.state.delay = 0.2
+    sipgate_fake.state.delay = 0.2
     for i in range(10):
         await s["w0"].send({"type": "me", "id": i})
     replies = {r["id"]: r for r in [await s["w0"].next(timeout=10) for _ in range(10)]}

@@ -8,18 +8,12 @@ import asyncpg
 import pytest
 
 from tests.e2e.test_cli import env_for, hejcti, one_json
-from tests.fakes.sipgate import PAT, PAT_ID, FakeSipgate
+from tests.fakes.sipgate import PAT, PAT_ID
 
 
 @pytest.fixture
-async def fake():
-    async with FakeSipgate().running() as f:
-        yield f
-
-
-@pytest.fixture
-def env(database_url, tmp_path, fake):
-    return env_for(database_url, tmp_path, HEJCTI_SIPGATE_API_URL=fake.api_url,
+def env(database_url, tmp_path, sipgate_fake):
+    return env_for(database_url, tmp_path, HEJCTI_SIPGATE_API_URL=sipgate_fake.api_url,
                    HEJCTI_PUBLIC_URL="https://hej.example.org")
 
 
@@ -32,7 +26,7 @@ async def connect(env, aid: str) -> dict:
                                  "--json"))
 
 
-async def test_connect_configure_sync(env, fake):
+async def test_connect_configure_sync(env, sipgate_fake):
     acc = await account(env)
     aid = acc["account_id"]
     assert await connect(env, aid) == {"account_id": aid, "sipgate_account": "1234567", "users": 3}
@@ -43,13 +37,13 @@ async def test_connect_configure_sync(env, fake):
                                     "whitelist": ["p0", "g1"]}
     assert configured["after"] == {**configured["before"], "incomingUrl": acc["webhook_url"],
                                    "outgoingUrl": acc["webhook_url"]}
-    assert fake.state.settings == configured["after"]
+    assert sipgate_fake.state.settings == configured["after"]
     assert acc["webhook_url"].startswith("https://hej.example.org/webhooks/sipgate/")
 
     synced = one_json(await hejcti(env, "user", "sync", "--account", aid, "--json"))
     assert [u["sipgate_user"] for u in synced["added"]] == ["w0", "w1", "w2"] and synced["kept"] == []
     assert "token" not in str(synced)
-    fake.state.users.append({"id": "w3", "firstname": "New", "lastname": "Colleague"})
+    sipgate_fake.state.users.append({"id": "w3", "firstname": "New", "lastname": "Colleague"})
     again = one_json(await hejcti(env, "user", "sync", "--account", aid, "--json"))
     assert [u["sipgate_user"] for u in again["added"]] == ["w3"]
     assert [u["sipgate_user"] for u in again["kept"]] == ["w0", "w1", "w2"]
@@ -66,7 +60,7 @@ async def test_connect_configure_sync(env, fake):
     assert proc.returncode == 1 and aid in proc.stderr and "1234567" in proc.stderr
 
 
-async def test_user_list_shows_live_names_and_degrades_without_sipgate(env, fake, tmp_path, database_url):
+async def test_user_list_shows_live_names_and_degrades_without_sipgate(env, sipgate_fake, tmp_path, database_url):
     aid = (await account(env))["account_id"]
     await hejcti(env, "user", "add", "--account", aid, "--sipgate-user", "w2", "--json")
     plain = one_json(await hejcti(env, "user", "list", "--account", aid, "--json"))
@@ -93,7 +87,7 @@ async def stored_credential(database_url: str, aid: str):
         await conn.close()
 
 
-async def test_a_wrong_token_is_one_line_and_nothing_stored(env, fake, database_url):
+async def test_a_wrong_token_is_one_line_and_nothing_stored(env, sipgate_fake, database_url):
     aid = (await account(env))["account_id"]
     proc = await hejcti(env, "account", "connect-sipgate", aid, "--token-id", PAT_ID, "--token", "wrong", "--json",
                         ok=False)
@@ -107,14 +101,14 @@ async def test_a_wrong_token_is_one_line_and_nothing_stored(env, fake, database_
     (lambda f: f.state.fail_next(1, 403), "sipgate refused (403): Forbidden"),
     (lambda f: f.state.fail_next(9, 503), "sipgate answered 503"),
 ])
-async def test_sipgate_refusing_or_failing_is_one_line(env, fake, setup, says):
+async def test_sipgate_refusing_or_failing_is_one_line(env, sipgate_fake, setup, says):
     aid = (await account(env))["account_id"]
     await connect(env, aid)
-    setup(fake)
+    setup(sipgate_fake)
     proc = await hejcti(env, "account", "configure-webhooks", aid, "--json", ok=False)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [f"hejcti: {says}"]
-    assert fake.state.settings["incomingUrl"] == "https://old.example.org/in"  # nothing half-changed
+    assert sipgate_fake.state.settings["incomingUrl"] == "https://old.example.org/in"  # nothing half-changed
 
 
 async def test_unreachable_sipgate_and_unconnected_account_are_one_line(database_url, tmp_path, env):
@@ -128,17 +122,17 @@ async def test_unreachable_sipgate_and_unconnected_account_are_one_line(database
                                                                           "ClientConnectorError"]
 
 
-async def test_nothing_of_sipgate_users_or_the_token_is_stored(env, fake, database_url):
+async def test_nothing_of_sipgate_users_or_the_token_is_stored(env, sipgate_fake, database_url):
     aid = (await account(env))["account_id"]
     outputs = [await hejcti(env, "account", "connect-sipgate", aid, "--token-id", PAT_ID, "--token", PAT, "--json"),
                await hejcti(env, "user", "sync", "--account", aid, "--json"),
                await hejcti(env, "user", "list", "--account", aid, "--json")]
     assert "Lovelace" in outputs[-1].stdout  # the names were there to leak
     secrets = [PAT, PAT_ID]
-    for u in fake.state.users:
+    for u in sipgate_fake.state.users:
         secrets += [u["firstname"], u["lastname"], u["email"]]
-    secrets += [n["number"] for ns in fake.state.numbers.values() for n in ns]
-    secrets += [n["number"][2:] for ns in fake.state.numbers.values() for n in ns]  # national digits too
+    secrets += [n["number"] for ns in sipgate_fake.state.numbers.values() for n in ns]
+    secrets += [n["number"][2:] for ns in sipgate_fake.state.numbers.values() for n in ns]  # national digits too
     conn = await asyncpg.connect(database_url)
     try:
         tables = [r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = "
@@ -158,13 +152,13 @@ async def test_nothing_of_sipgate_users_or_the_token_is_stored(env, fake, databa
         assert PAT not in proc.stderr
 
 
-async def test_user_list_with_a_users_numbers_or_devices_failing_prints_the_list(env, fake):
+async def test_user_list_with_a_users_numbers_or_devices_failing_prints_the_list(env, sipgate_fake):
     aid = (await account(env))["account_id"]
     await connect(env, aid)
     for user in ("w1", "w2"):
         await hejcti(env, "user", "add", "--account", aid, "--sipgate-user", user, "--json")
     for path in ("/w2/devices", "/w2/numbers", "/numbers"):  # every attempt of each
-        fake.state.fail_at("GET", path, 503, "down", n=3)
+        sipgate_fake.state.fail_at("GET", path, 503, "down", n=3)
     proc = await hejcti(env, "user", "list", "--account", aid, "--json", ok=False)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     listed = one_json(proc)
