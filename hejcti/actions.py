@@ -30,7 +30,6 @@ from typing import Any
 
 from hejcti import colleagues, logs, phones, protocol
 from hejcti.config import Settings
-from hejcti.crypto import CredentialDecryptError
 from hejcti.errors import DatabaseUnavailableError, NotFoundError
 from hejcti.sessions import Session
 from hejcti.sipgate import SipgateError, SipgateRefusedError
@@ -117,7 +116,7 @@ class Actions:
         except SipgateError as e:
             out = e.reply()
             out.setdefault("message", str(e))
-        except (CredentialDecryptError, NotFoundError) as e:  # a key that is not the one it was stored with
+        except NotFoundError as e:
             out = {"type": "error", "code": "sipgate_not_connected",
                    "message": f"the account's sipgate credential cannot be used: {e}"}
         except DatabaseUnavailableError:

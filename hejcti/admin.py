@@ -11,7 +11,6 @@ from hejcti import tokens
 from hejcti.config import Settings
 from hejcti.crm import KINDS
 from hejcti.crm.directory import DirectoryError, load
-from hejcti.crypto import CredentialDecryptError
 from hejcti.errors import BadRequestError, NotFoundError
 from hejcti.models import iso
 from hejcti.sipgate import Credential, SipgateError, SipgateNotConnectedError
@@ -258,7 +257,7 @@ class Admin:
         except SipgateNotConnectedError as e:
             out["sipgate"] = "not_connected"
             out["sipgate_error"] = str(e)
-        except (SipgateError, CredentialDecryptError) as e:
+        except SipgateError as e:
             out["sipgate"] = "unavailable"
             out["sipgate_error"] = str(e)
         return {}
@@ -334,7 +333,7 @@ class Admin:
         try:
             async with opened(self.store, self.settings, self.sipgate) as sg:
                 current = await (await sg.client(account_id)).webhook_settings()
-        except (SipgateError, CredentialDecryptError):
+        except SipgateError:
             return out
         here = current.incoming_url == url and current.outgoing_url == url
         out["webhooks"] = "here" if here else "elsewhere"

@@ -35,7 +35,6 @@ from aiohttp import web
 
 from hejcti import logs
 from hejcti.admin import Admin
-from hejcti.crypto import CredentialDecryptError
 from hejcti.errors import BadRequestError, DatabaseUnavailableError, HejctiError
 from hejcti.portal.common import refusal_page
 from hejcti.sipgate import (
@@ -197,7 +196,7 @@ class SignIn:
                                      purpose=purpose) from e
         except SipgateError as e:
             raise SignInRefusedError("unreachable", 502, "sipgate_unavailable", purpose=purpose) from e
-        except (BadRequestError, CredentialDecryptError) as e:
+        except BadRequestError as e:
             raise SignInRefusedError("sipgate_error", 502, "unusable", error=str(e), purpose=purpose) from e
 
     async def _exchange(self, code: str, verifier: str) -> tuple[Credential, SipgateClient, UserInfo]:
@@ -262,7 +261,7 @@ class SignIn:
             current: Credential | None = await sg.credential(account_id)
         except SipgateAuthError:  # sipgate rejected it (sipgate_rejected_at)
             current = None
-        except (SipgateError, CredentialDecryptError):
+        except SipgateError:
             return
         own = current is not None and current.kind == "oauth" and current.owner == info.sub
         if (current is None or own) and await is_admin(client, info.sub):

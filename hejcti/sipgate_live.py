@@ -161,7 +161,11 @@ class SipgateAccounts:
             raise SipgateAuthError("sipgate rejected the account's credential; a sipgate admin must sign in to the "
                                    "portal again (or connect a personal access token with hejcti account "
                                    "connect-sipgate)")
-        blob = crypto.decrypt(self.settings.resolved_secret_key(), row["id"], bytes(row["sipgate_credential"]))
+        try:
+            blob = crypto.decrypt(self.settings.resolved_secret_key(), row["id"], bytes(row["sipgate_credential"]))
+        except crypto.CredentialDecryptError as e:
+            raise SipgateNotConnectedError("the stored sipgate credential cannot be read with this SECRET_KEY; an "
+                                           "admin must connect sipgate again") from e
         return Credential.loads(blob)
 
     async def store_credential(self, account_id: str, info: UserInfo, credential: Credential) -> None:
