@@ -72,6 +72,7 @@ async function oauthRefresh(server, crm, tokens, userToken) {
   }
   const answer = await response.json().catch(() => ({}));
   if (response.status === 400) throw new CrmSignInError("refused", answer.error || "refused");
+  if (response.status === 401) throw new CrmSignInError("signed_out", answer.error || "unauthorized");
   if (!response.ok || !answer.access_token) throw new CrmSignInError("unreachable", `HTTP ${response.status}`);
   return tokensFrom(crm.kind, answer, tokens);
 }
@@ -85,7 +86,8 @@ export async function crmSignIn(server, crm, login = {}) {
 }
 
 /** A new access token from the refresh token, without the user; CrmSignInError("refused") when only a new
- * sign-in helps. `userToken`: the Hej CTI token, which the server's OAuth refresh requires. */
+ * sign-in helps, ("signed_out") when the server refused the Hej CTI token. `userToken`: the Hej CTI token,
+ * which the server's OAuth refresh requires. */
 export async function crmRefresh(server, crm, tokens, userToken) {
   if (!tokens?.refresh_token) throw new CrmSignInError("refused", "no refresh token");
   if (CRMS[crm.kind]?.signIn === "password") return passwordRefresh(crm, tokens);

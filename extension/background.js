@@ -136,13 +136,8 @@ const CLOCK_SKEW_MS = 30000;
 async function onStatus(status, detail) {
   if (status === "signed_out") {
     // 4500-4999: this token is no good any more (revoked, account deleted, unknown): forget it, stay off
-    socket = null;
-    stopAlarms();
-    state.me = null;
-    await storage.remove("token");
-    state.status = "signed_out";
     const why = { 4500: "signedOutInvalid", 4502: "signedOutRevoked", 4503: "signedOutAccountDeleted" };
-    notice(why[detail.code] || "signedOut", "error");
+    await signedOutByServer(why[detail.code] || "signedOut");
     return;
   }
   state.status = status;
@@ -155,6 +150,18 @@ async function onStatus(status, detail) {
     await loadMe();
   }
   render();
+}
+
+/** The server refused the Hej CTI token (the session's close code, or a 401 of the CRM's OAuth refresh): it is
+ * forgotten and the panel asks for a sign-in. The CRM's tokens stay: they were not what was refused. */
+async function signedOutByServer(key) {
+  socket?.stop();
+  socket = null;
+  stopAlarms();
+  state.me = null;
+  await storage.remove("token");
+  state.status = "signed_out";
+  notice(key, "error");
 }
 
 async function loadMe() {
@@ -251,6 +258,9 @@ const refreshCrm = singleFlight(async () => {
       crmTokens = null;
       await storage.remove("crmTokens");
       state.crmState = "expired"; // the panel's banner says so, with the way to the settings
+    } else if (e instanceof CrmSignInError && e.kind === "signed_out") {
+      state.crmState = "signed_in"; // not "the CRM does not answer": the server refused the Hej CTI token
+      await signedOutByServer("signedOutInvalid");
     } else {
       state.crmState = "signed_in";
       notice("crmUnreachable", "error");

@@ -15,7 +15,8 @@ export const CRMS = {
 export const REFRESH_MARGIN_MS = 60000;
 
 export class CrmSignInError extends Error {
-  /** kind: "refused" (the CRM said no: wrong password, dead refresh token), "unreachable", "setup". */
+  /** kind: "refused" (the CRM said no: wrong password, dead refresh token), "unreachable", "setup",
+   * "signed_out" (the Hej CTI server refused the user's own token: a 401 of its OAuth refresh). */
   constructor(kind, message) {
     super(message);
     this.kind = kind;

@@ -58,3 +58,30 @@ test("a failed refresh is shared too, and the next call tries again", async () =
   assert.equal(await flaky(), "ok");
   assert.equal(runs, 2);
 });
+
+/** The server's refresh route answering `status` (or a network error for null). */
+function answering(t, status, body = {}) {
+  const saved = globalThis.fetch;
+  globalThis.fetch = async () => {
+    if (status === null) throw new TypeError("fetch failed");
+    return Response.json(body, { status });
+  };
+  t.after(() => (globalThis.fetch = saved));
+}
+
+const TOKENS = { kind: "zendesk", access_token: "a1", refresh_token: "r1", expires_at: 0, instance_url: null };
+const failsWith = (kind) => (e) => e instanceof CrmSignInError && e.kind === kind;
+
+test("a refresh the server refuses with 401 is about the Hej CTI token: signed out, not unreachable", async (t) => {
+  answering(t, 401, { error: "unauthorized" });
+  await assert.rejects(crmRefresh("https://cti.example", CRM, TOKENS, "hct_bad"), failsWith("signed_out"));
+});
+
+test("a refresh: 400 is the CRM's no, a 5xx and a network error are unreachable", async (t) => {
+  answering(t, 400, { error: "invalid_grant" });
+  await assert.rejects(crmRefresh("https://cti.example", CRM, TOKENS, "hct_user"), failsWith("refused"));
+  answering(t, 502, { error: "crm_unavailable" });
+  await assert.rejects(crmRefresh("https://cti.example", CRM, TOKENS, "hct_user"), failsWith("unreachable"));
+  answering(t, null);
+  await assert.rejects(crmRefresh("https://cti.example", CRM, TOKENS, "hct_user"), failsWith("unreachable"));
+});

@@ -3,6 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { BACKOFF_MAX_MS, PING_MS, Socket, backoff, shouldReconnect } from "../../extension/socket.js";
+import { FakeWebSocket, fakeClock, settle } from "./fakes.mjs";
 
 test("the backoff grows, is capped below the 30 s an idle MV3 worker lives, and is jittered", () => {
   assert.ok(BACKOFF_MAX_MS <= 25000);
@@ -21,59 +22,6 @@ test("4500-4999 mean signed out; everything else reconnects", () => {
   for (const code of [1000, 1001, 1006, 1011, 4000, 4001, 4499, 5000]) assert.equal(shouldReconnect(code), true, code);
   for (const code of [4500, 4501, 4502, 4503, 4999]) assert.equal(shouldReconnect(code), false, code);
 });
-
-class FakeWebSocket {
-  static made = [];
-  constructor(url) {
-    this.url = url;
-    this.sent = [];
-    this.closedWith = null;
-    FakeWebSocket.made.push(this);
-  }
-  send(data) {
-    this.sent.push(JSON.parse(data));
-  }
-  close(code) {
-    this.closedWith = code; // a dead link: no onclose comes
-  }
-  serverSays(msg) {
-    this.onmessage?.({ data: JSON.stringify(msg) });
-  }
-}
-
-const settle = () => new Promise((resolve) => setImmediate(resolve));
-
-/** A fake clock for setTimeout and setInterval in one test; `tick(ms)` runs what falls due, in order. Not node's
- * mock timers: node 18's (Debian bookworm's nodejs) fire a setTimeout one tick late and take no Date. */
-function fakeClock(t) {
-  const real = { setTimeout, setInterval, clearTimeout, clearInterval };
-  const timers = new Map();
-  let now = 0;
-  let ids = 0;
-  const add = (fn, ms, every) => {
-    timers.set(++ids, { at: now + (ms || 0), fn, every });
-    return ids;
-  };
-  globalThis.setTimeout = (fn, ms) => add(fn, ms, null);
-  globalThis.setInterval = (fn, ms) => add(fn, ms, ms || 1);
-  globalThis.clearTimeout = globalThis.clearInterval = (id) => timers.delete(id);
-  t.after(() => Object.assign(globalThis, real));
-  return {
-    tick(ms) {
-      const end = now + ms;
-      for (;;) {
-        const due = [...timers].filter(([, x]) => x.at <= end).sort(([, a], [, b]) => a.at - b.at)[0];
-        if (!due) break;
-        const [id, timer] = due;
-        now = timer.at;
-        if (timer.every) timer.at += timer.every;
-        else timers.delete(id);
-        timer.fn();
-      }
-      now = end;
-    },
-  };
-}
 
 test("a missed pong gives the connection up at once and reconnects without waiting for its close", async (t) => {
   const clock = fakeClock(t);
