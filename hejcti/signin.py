@@ -29,7 +29,6 @@ import re
 import secrets
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -141,10 +140,8 @@ class SignIn:
             await store.execute("signin_state_insert", _sha(state), _sha(browser), verifier, purpose, redirect_uri)
         except DatabaseUnavailableError:
             return _plain(503, "the database is not available; try again in a moment")
-        target = oauth.login_url.rstrip("/") + "/auth?" + urlencode({
-            "client_id": oauth.client_id, "redirect_uri": self.callback_url, "response_type": "code",
-            "scope": SCOPES, "state": state, "code_challenge": challenge(verifier),
-            "code_challenge_method": "S256"})
+        target = oauth.authorize_url(redirect_uri=self.callback_url, state=state, code_challenge=challenge(verifier),
+                                     scope=SCOPES)
         response = web.Response(status=302, headers={"Location": target, **PAGE_HEADERS})
         response.set_cookie(BROWSER_COOKIE, browser, max_age=STATE_TTL_S, path="/auth/sipgate", httponly=True,
                             samesite="Lax", secure=self.sessions.secure)
@@ -206,8 +203,7 @@ class SignIn:
         oauth = sg.oauth_client()
         if oauth is None:
             raise SignInRefusedError("sipgate_error", 502, "not_configured")
-        tokens = await oauth.token(sg.http, grant_type="authorization_code", code=code,
-                                   redirect_uri=self.callback_url, code_verifier=verifier)
+        tokens = await oauth.exchange(sg.http, code=code, redirect_uri=self.callback_url, code_verifier=verifier)
         credential = Credential.oauth(tokens)
         client = sg.new_client(credential)
         info = await client.userinfo()
