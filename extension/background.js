@@ -25,6 +25,9 @@ const state = {
 };
 let socket = null;
 let crmTokens = null;
+/** The CRM sign-in's generation: a sign-out, a CRM sign-in or sign-out and a new CRM set-up each start a new
+ * one, and a refresh that was begun in an earlier one (its answer comes after) is discarded, not stored. */
+let crmGeneration = 0;
 const ports = new Set();
 const ready = init();
 
@@ -246,14 +249,18 @@ async function sendCredentials() {
 /** A refresh without the user; false (and "sign in to your CRM again") when only a new sign-in helps. One at
  * a time: who asks while one runs gets its outcome (singleFlight). */
 const refreshCrm = singleFlight(async () => {
+  const generation = crmGeneration;
   state.crmState = "refreshing";
   render();
   try {
-    crmTokens = await crmRefresh(state.server, state.crm, crmTokens, await storage.get("token"));
+    const tokens = await crmRefresh(state.server, state.crm, crmTokens, await storage.get("token"));
+    if (generation !== crmGeneration) return false; // signed out (or in anew) meanwhile: these are not wanted
+    crmTokens = tokens;
     await storage.set("crmTokens", crmTokens);
     state.crmState = "signed_in";
     return true;
   } catch (e) {
+    if (generation !== crmGeneration) return false;
     if (e instanceof CrmSignInError && e.kind === "refused") {
       crmTokens = null;
       await storage.remove("crmTokens");
@@ -299,6 +306,7 @@ async function signOut() {
   socket?.stop();
   socket = null;
   stopAlarms();
+  crmGeneration += 1;
   crmTokens = null;
   await storage.forgetTokens();
   Object.assign(state, { status: "signed_out", me: null, cards: calls.newCards(), crmState: needsCrmSignIn() ? "needed" : "none",
@@ -343,6 +351,7 @@ async function intent(m) {
       state.crm = crm;
       await storage.set("crm", crm);
       if (changed) {
+        crmGeneration += 1;
         crmTokens = null;
         await storage.remove("crmTokens");
       }
@@ -356,12 +365,14 @@ async function intent(m) {
       } catch (e) {
         return notice(e.kind === "unreachable" ? "crmUnreachable" : "crmSignInFailed", "error", e.message);
       }
+      crmGeneration += 1;
       await storage.set("crmTokens", crmTokens);
       state.crmState = "signed_in";
       await sendCredentials();
       return notice("crmSignedIn");
     }
     case "crmSignOut":
+      crmGeneration += 1;
       crmTokens = null;
       await storage.remove("crmTokens");
       state.crmState = needsCrmSignIn() ? "needed" : "none";

@@ -41,3 +41,22 @@ test("a CRM refresh that gets a 5xx says 'CRM unreachable' and stays signed in",
   assert.equal(state.status, "online");
   assert.equal(bg.local.token, "hct_user");
 });
+
+test("a sign-out while a CRM refresh is on its way: its answer is discarded, no CRM token is stored again", async (t) => {
+  let answer;
+  const bg = await startBackground(t, {
+    local: { ...SIGNED_IN },
+    fetch: () => new Promise((resolve) => (answer = resolve)),
+  });
+  const panel = bg.connect();
+  const ws = await goOnline(bg);
+  assert.ok(answer, "the refresh is on its way");
+  await panel.send({ intent: "signOut" });
+  answer(Response.json({ access_token: "a2", refresh_token: "r2", expires_in: 3600 }));
+  for (let i = 0; i < 5; i++) await settle();
+  assert.equal(bg.local.crmTokens, undefined);
+  assert.equal(bg.local.token, undefined);
+  assert.equal(panel.state().crmState, "needed");
+  assert.equal(panel.state().status, "signed_out");
+  assert.ok(!ws.sent.some((m) => m.type === "crm.credentials"));
+});
