@@ -271,10 +271,10 @@ class CrmOAuth:
         if scheme.lower() != "bearer" or not 0 < len(token) <= 512:
             raise RefusedError(401, "unauthorized")
         try:
-            row = await self._store().fetchrow("user_by_token", tokens.digest(token))
+            row = await tokens.user_for_token(self._store(), token)
         except DatabaseUnavailableError as e:
             raise RefusedError(503, "unavailable") from e
-        if row is None or not tokens.same(token, bytes(row["token_hash"])):
+        if row is None:
             raise RefusedError(401, "unauthorized")
 
     # -- the token endpoint ----------------------------------------------------------------------------------

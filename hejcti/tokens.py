@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hejcti.store import Store
 
 #: the start of every token Hej CTI issues: never a "-" that a command line would read as a flag (about one
 #: in 64 of the bare base64url strings began with one, and `hejcti listen --token -x…` then failed), and a
@@ -23,6 +27,15 @@ def digest(token: str) -> bytes:
 
 def same(token: str, stored_hash: bytes) -> bool:
     return hmac.compare_digest(digest(token), stored_hash)
+
+
+async def user_for_token(store: Store, token: str) -> Any | None:
+    """The user row (``user_by_token``) whose token ``token`` is, compared as hashes in constant time; None for
+    none. A database that does not answer raises ``DatabaseUnavailableError``."""
+    row = await store.fetchrow("user_by_token", digest(token))
+    if row is None or not same(token, bytes(row["token_hash"])):
+        return None
+    return row
 
 
 def new_id(prefix: str) -> str:

@@ -101,11 +101,11 @@ class WebSocketHandler:
             return None
         since = self.hub.mark()  # a revocation heard while the token is checked still reaches the session
         try:
-            row = await self.store.fetchrow("user_by_token", tokens.digest(auth.token))
+            row = await tokens.user_for_token(self.store, auth.token)
         except DatabaseUnavailableError:
             await ws.close(code=protocol.CLOSE_UNAVAILABLE, message=b"try again")
             return None
-        if row is None or not tokens.same(auth.token, row["token_hash"]):
+        if row is None:
             return await self._reject(ws)
         session = Session(ws, user_id=row["id"], account_id=row["account_id"], sipgate_user=row["sipgate_user"],
                           crm_user=row["crm_user"], limit=self.settings.session_queue_limit, metrics=self.metrics,
