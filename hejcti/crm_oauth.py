@@ -3,7 +3,7 @@ HubSpot, Pipedrive and Zendesk through this server, which holds each CRM's clien
 
 - ``GET /crm/oauth/{kind}/start?redirect_uri=https://<id>.chromiumapp.org/…&state=S[&subdomain=acme]`` sends
   the browser to the CRM's authorize page. ``redirect_uri`` is checked as for "Sign in with sipgate"
-  (``signin.check_redirect_uri``: an extension in ``EXTENSION_IDS``). The flow's own ``state`` is signed, not
+  (``redirects.check_redirect_uri``: an extension in ``EXTENSION_IDS``). The flow's own ``state`` is signed, not
   stored: an HMAC (a key derived from ``SECRET_KEY``) over the kind, the redirect URI, the extension's ``S``,
   the Zendesk subdomain and the time, valid for 10 minutes; so any process can take the callback.
 - ``GET /crm/oauth/{kind}/callback`` exchanges the code (server to server, with the client secret) and hands the
@@ -36,7 +36,7 @@ from aiohttp import web
 
 from hejcti import logs, tokens
 from hejcti.errors import DatabaseUnavailableError
-from hejcti.signin import check_redirect_uri
+from hejcti.redirects import check_redirect_uri, error_code, plain
 
 log = logs.get("hejcti.crm_oauth")
 
@@ -44,7 +44,6 @@ STATE_TTL_S = 600
 TIMEOUT_S = 10.0
 _SUBDOMAIN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _EXT_STATE = re.compile(r"[A-Za-z0-9._~-]{8,128}")
-_ERROR = re.compile(r"[^a-z_]")
 
 
 @dataclass(frozen=True)
@@ -104,10 +103,6 @@ def clients(settings: Any) -> dict[str, Client]:
     return out
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
@@ -120,9 +115,9 @@ class States:
         self.ttl_s = ttl_s
 
     def sign(self, fields: dict[str, Any], now: float | None = None) -> str:
-        body = _b64(json.dumps({**fields, "t": int(now if now is not None else time.time())},
+        body = tokens.b64url(json.dumps({**fields, "t": int(now if now is not None else time.time())},
                                separators=(",", ":")).encode())
-        return body + "." + _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
+        return body + "." + tokens.b64url(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
 
     def open(self, state: str, now: float | None = None) -> dict[str, Any]:
         body, _, mac = state.partition(".")
@@ -137,10 +132,6 @@ class States:
         if not 0 <= age <= self.ttl_s:
             raise RefusedError(400, "expired_state")
         return dict(fields)
-
-
-def _plain(status: int, text: str) -> web.Response:
-    return web.Response(status=status, text=text + "\n", headers={"Cache-Control": "no-store"})
 
 
 def _fragment(redirect_uri: str, fields: dict[str, Any]) -> web.Response:
@@ -199,7 +190,7 @@ class CrmOAuth:
             authorize, _ = client.urls(subdomain)
         except RefusedError as e:
             log.info("crm_oauth.start.refused", kind=request.match_info["kind"][:40], status=e.status)
-            return _plain(e.status, e.reason)
+            return plain(e.status, e.reason)
         state = self.states.sign({"k": client.vendor.kind, "r": redirect_uri, "s": ext_state, "z": subdomain})
         params = {"response_type": "code", "client_id": client.client_id,
                   "redirect_uri": self.callback_url(client.vendor.kind), "state": state}
@@ -221,10 +212,10 @@ class CrmOAuth:
                 raise RefusedError(400, "bad_state")
         except RefusedError as e:
             log.info("crm_oauth.callback.refused", kind=kind, reason=e.reason[:40], status=e.status)
-            return _plain(e.status, "This sign-in is not valid any more. Please start it again from the extension.")
+            return plain(e.status, "This sign-in is not valid any more. Please start it again from the extension.")
         back = {"state": fields["s"]}
         if "error" in request.query:  # the user said no, or the CRM refused to ask
-            error = _ERROR.sub("", request.query["error"].lower())[:40] or "refused"
+            error = error_code(request.query["error"]) or "refused"
             log.info("crm_oauth.callback.refused", kind=kind, reason=error)
             return _fragment(fields["r"], {"error": error, **back})
         code = request.query.get("code", "")

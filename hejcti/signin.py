@@ -21,7 +21,6 @@ its status, and one dotted log event without tokens.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import hmac
@@ -36,6 +35,7 @@ from hejcti import logs
 from hejcti.admin import Admin
 from hejcti.errors import BadRequestError, DatabaseUnavailableError, HejctiError
 from hejcti.portal.common import refusal_page
+from hejcti.redirects import check_redirect_uri, error_code, plain
 from hejcti.sipgate import (
     Credential,
     SipgateAuthError,
@@ -46,6 +46,7 @@ from hejcti.sipgate import (
 )
 from hejcti.sipgate_live import SipgateAccounts
 from hejcti.store import Store
+from hejcti.tokens import b64url
 from hejcti.websession import PAGE_HEADERS, WebSessions
 
 log = logs.get("hejcti.signin")
@@ -56,7 +57,6 @@ STATE_TTL_S = 600
 SCOPES = ("users:read devices:read numbers:read settings:sipgateio:read settings:sipgateio:write "
           "sessions:calls:write rtcm:read rtcm:write")
 PURPOSES = ("portal", "extension")
-_REDIRECT = re.compile(r"https://([a-z0-9]{1,64})\.chromiumapp\.org/[A-Za-z0-9._~/-]{0,512}")
 _BROWSER = re.compile(r"[A-Za-z0-9_-]{43}")
 
 #: the refusal pages' texts are the portal's catalogs' ``signin_refused.<key>`` (hejcti/portal/messages)
@@ -76,22 +76,7 @@ def _sha(value: str) -> bytes:
 
 def challenge(verifier: str) -> str:
     """PKCE S256: base64url(sha256(verifier)) without padding."""
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-
-
-def check_redirect_uri(value: str, extension_ids: frozenset[str]) -> str | None:
-    """Why ``value`` may not receive a token (None: it may). Only ``https://<id>.chromiumapp.org/<path>`` with
-    ``<id>`` in EXTENSION_IDS: no userinfo, port, query or fragment, a plain path (no percent-escapes)."""
-    found = _REDIRECT.fullmatch(value)
-    if found is None:
-        return "redirect_uri must be https://<extension id>.chromiumapp.org/<path>"
-    if found.group(1) not in extension_ids:
-        return "redirect_uri names an extension that is not in EXTENSION_IDS"
-    return None
-
-
-def _plain(status: int, text: str) -> web.Response:
-    return web.Response(status=status, text=text + "\n", headers={"Cache-Control": "no-store"})
+    return b64url(hashlib.sha256(verifier.encode()).digest())
 
 
 class SignIn:
@@ -113,23 +98,23 @@ class SignIn:
     async def start(self, request: web.Request) -> web.Response:
         oauth = self._sipgate().oauth_client()
         if oauth is None:
-            return _plain(404, "Sign in with sipgate is not set up on this server "
+            return plain(404, "Sign in with sipgate is not set up on this server "
                                "(HEJCTI_SIPGATE_CLIENT_ID and HEJCTI_SIPGATE_CLIENT_SECRET are not both set)")
         purpose = request.query.get("for", "")
         if purpose not in PURPOSES:
-            return _plain(400, "for= must be portal or extension")
+            return plain(400, "for= must be portal or extension")
         uris = request.query.getall("redirect_uri", [])
         redirect_uri = uris[0] if uris else None
         if len(uris) > 1:
-            return _plain(400, "redirect_uri given more than once")
+            return plain(400, "redirect_uri given more than once")
         if purpose == "extension":
             why = ("redirect_uri is required for for=extension" if redirect_uri is None
                    else check_redirect_uri(redirect_uri, self.settings.extension_id_set))
             if why is not None:
                 log.info("signin.refused", purpose=purpose, reason="redirect_uri")
-                return _plain(400, why)
+                return plain(400, why)
         elif redirect_uri is not None:
-            return _plain(400, "redirect_uri is only for for=extension")
+            return plain(400, "redirect_uri is only for for=extension")
         browser = request.cookies.get(BROWSER_COOKIE, "")
         if not _BROWSER.fullmatch(browser):
             browser = secrets.token_urlsafe(32)  # kept when valid: two sign-ins in one browser both work
@@ -139,7 +124,7 @@ class SignIn:
             await store.execute("signin_states_purge", STATE_TTL_S)
             await store.execute("signin_state_insert", _sha(state), _sha(browser), verifier, purpose, redirect_uri)
         except DatabaseUnavailableError:
-            return _plain(503, "the database is not available; try again in a moment")
+            return plain(503, "the database is not available; try again in a moment")
         target = oauth.authorize_url(redirect_uri=self.callback_url, state=state, code_challenge=challenge(verifier),
                                      scope=SCOPES)
         response = web.Response(status=302, headers={"Location": target, **PAGE_HEADERS})
@@ -166,7 +151,7 @@ class SignIn:
             raise SignInRefusedError("unavailable", 503, "database") from e
         purpose = taken["purpose"] if taken is not None else None
         if "error" in query:  # sipgate's: access_denied when the user said no
-            error = re.sub(r"[^a-z_]", "", query["error"].lower())[:40]
+            error = error_code(query["error"])
             if error == "access_denied":
                 raise SignInRefusedError("declined", 403, "declined", purpose=purpose)
             raise SignInRefusedError("sipgate_error", 502, "sipgate_error", error=error, purpose=purpose)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -45,10 +46,12 @@ def new_id(prefix: str) -> str:
 def webhook_token(secret_key: bytes, account_id: str, nonce: bytes) -> str:
     """The webhook token of an account: 32 pseudo-random bytes that whoever holds SECRET_KEY and the
     database can derive again (``simulate-call`` needs the URL), while the table keeps only its hash."""
-    import base64
+    return b64url(hmac.new(secret_key, b"webhook:" + account_id.encode() + b":" + nonce, hashlib.sha256).digest())
 
-    mac = hmac.new(secret_key, b"webhook:" + account_id.encode() + b":" + nonce, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+def b64url(data: bytes) -> str:
+    """base64url without padding (RFC 7515 §2; PKCE's code challenge)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def nonce() -> bytes:
