@@ -107,3 +107,31 @@ async def insert_account(pool: asyncpg.Pool, account_id: str, *, crm: str = "hub
     await pool.execute("INSERT INTO accounts (id, name, crm_kind, webhook_token_hash, webhook_nonce, admin_token_hash,"
                        " log_calls) VALUES ($1, $1, $2, $3, $4, $5, $6)", account_id, crm, tokens.digest(account_id),
                        b"n", tokens.digest("admin-" + account_id), log_calls)
+
+
+async def dump_tables(where: str | asyncpg.Pool) -> str:
+    """Every value of every table of the schema (a database URL's or a pool's) as text, one row a line, values
+    tab-separated: what a test searches for a secret or a name that must be stored nowhere. Bytes are decoded
+    as UTF-8 with anything undecodable escaped, so a secret written into a bytea column is found too."""
+    conn = await asyncpg.connect(where) if isinstance(where, str) else where
+    try:
+        tables = [r["tablename"] for r in await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename")]
+        assert {"accounts", "users", "calls", "call_events"} <= set(tables), tables  # the schema's, read
+        rows = [row for t in tables for row in await conn.fetch(f'SELECT * FROM "{t}"')]  # noqa: S608
+    finally:
+        if isinstance(where, str):
+            await conn.close()
+    return "\n".join("\t".join(_as_text(v) for v in row.values()) for row in rows)
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    return str(value)
+
+
+def assert_absent(dump: str, *needles: str) -> None:
+    """None of the needles (secrets, names, numbers) is anywhere in a dump_tables() text."""
+    for needle in needles:
+        assert needle not in dump, needle

@@ -7,9 +7,9 @@ such a sign-in, search and dial: no name, e-mail or number of the sipgate users 
 
 from __future__ import annotations
 
-import asyncpg
 import pytest
 
+from tests.db import assert_absent, dump_tables
 from tests.e2e.test_signin import REDIRECT, Browser, sipgate_settings
 
 
@@ -78,26 +78,6 @@ async def test_search_dial_answer_transfer_end(office, sipgate_fake):
     assert await presence(juergen, "p3") == {"w0": "available", "w1": "available", "w2": "available"}
 
 
-async def dump(database_url: str) -> tuple[str, list[bytes]]:
-    """Every value of every table of the database: the text of those that are not bytes, and the bytes."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        tables = [r["tablename"] for r in await conn.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")]
-        assert {"accounts", "users", "calls", "call_events"} <= set(tables)
-        values = [v for t in tables for row in await conn.fetch(f'SELECT * FROM "{t}"') for v in row.values()]  # noqa: S608
-    finally:
-        await conn.close()
-    return " ".join(str(v) for v in values if not isinstance(v, bytes)), [v for v in values if isinstance(v, bytes)]
-
-
-def assert_absent(secrets: list[str], stored: tuple[str, list[bytes]]) -> None:
-    text, blobs = stored
-    for secret in secrets:
-        assert secret not in text, secret
-        assert not any(secret.encode() in b for b in blobs), secret
-
-
 async def test_no_name_email_or_user_number_is_stored(office, sipgate_fake, database_url):
     _, _, (ada, grace, _) = office
     me = await ada.request({"type": "me", "id": 1})
@@ -110,11 +90,11 @@ async def test_no_name_email_or_user_number_is_stored(office, sipgate_fake, data
         names += [u["firstname"], u["lastname"], u["email"], u["email"].split("@")[0]]
     names += [d["alias"] for ds in sipgate_fake.state.devices.values() for d in ds]
     numbers = {uid: [n["number"], n["number"][2:]] for uid, ns in sipgate_fake.state.numbers.items() for n in ns}
-    assert_absent(names + [n for ns in numbers.values() for n in ns], await dump(database_url))
+    assert_absent(await dump_tables(database_url), *names, *[n for ns in numbers.values() for n in ns])
 
     # the call's pushes (their user[] carries names) are stored as ids; of numbers only the call's own two
     # (from, to: what its pop and record need, CONTRACT §6), never a number of a user not in the call
     sipgate_fake.release(100)
     await sipgate_fake.settled()
     await grace.expect("call.ended")
-    assert_absent(names + numbers["w2"], await dump(database_url))
+    assert_absent(await dump_tables(database_url), *names, *numbers["w2"])

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
+from tests.db import dump_tables
 from tests.fakes.base import Running, redirector
 from tests.fakes.crm_oauth import CLIENT_ID, CLIENT_SECRET, FakeOAuth
 
@@ -64,14 +65,6 @@ async def user_token(h) -> str:
     return (await h.admin.add_user(account_id=acc["account_id"], sipgate_user="w0"))["token"]
 
 
-async def table_text(h) -> str:
-    """Every row of every table of the schema, as text."""
-    names = await h.pool.fetch("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
-    texts = [await h.pool.fetchval(f'SELECT coalesce(string_agg(t::text, E\'\\n\'), \'\') FROM "{n["tablename"]}" t')  # noqa: S608
-             for n in names]
-    return "\n".join(texts)
-
-
 async def test_sign_in_and_refresh_pass_through_and_nothing_is_kept(h, fake):
     fake.state.instance_url = "https://acme.my.salesforce.com"
     token = await user_token(h)
@@ -97,7 +90,7 @@ async def test_sign_in_and_refresh_pass_through_and_nothing_is_kept(h, fake):
     assert authorize == {f"{h.base}/crm/oauth/{k}/callback" for k in KINDS}
     events = [e["event"] for e in logs if e["event"].startswith("crm_oauth.")]
     assert events.count("crm_oauth.signed_in") == 4 and events.count("crm_oauth.refreshed") == 4
-    stored, logged = await table_text(h), repr(logs)
+    stored, logged = await dump_tables(h.pool), repr(logs)
     assert stored  # the dump reads the tables (an account-less harness still has its schema's rows)
     for secret in [*fake.state.issued, CLIENT_SECRET, *[q["state"] for q in fake.state.authorized]]:
         assert secret not in stored and secret not in logged

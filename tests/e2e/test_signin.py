@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 from hejcti.app import SIPGATE, WEB_SESSIONS
 from hejcti.signin import challenge
 from hejcti.websession import COOKIE, WebSession
+from tests.db import dump_tables
 from tests.e2e.test_fanout import new_call
 from tests.fakes.sipgate import FakeSipgate
 
@@ -114,16 +115,6 @@ async def account_row(h) -> Any:
     return await h.pool.fetchrow("SELECT * FROM accounts WHERE sipgate_account_id = $1", "1234567")
 
 
-async def dump(h) -> str:
-    tables = [r["tablename"] for r in await h.pool.fetch("SELECT tablename FROM pg_tables WHERE schemaname = "
-                                                         "current_schema()")]
-    out = []
-    for t in tables:
-        for row in await h.pool.fetch(f'SELECT * FROM "{t}"'):  # noqa: S608
-            out.append(repr(dict(row)))
-    return "\n".join(out)
-
-
 # -- portal ---------------------------------------------------------------------------------------------------
 
 
@@ -145,7 +136,7 @@ async def test_admin_portal_sign_in_makes_the_account_and_stores_the_credential_
     assert session is not None and (session.account_id, session.sipgate_user, session.admin) == (row["id"], "w0", True)
     assert len(session.csrf) >= 43 and credential.refresh_token not in cookie and "w0" not in cookie
 
-    everything = await dump(h)
+    everything = await dump_tables(h.pool)
     for secret in [credential.refresh_token, credential.access_token, *sipgate_fake.state.access_tokens]:
         assert secret not in everything
     for personal in ["Ada", "Lovelace", "ada.lovelace@example.org", "4921155500100"]:

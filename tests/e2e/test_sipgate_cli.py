@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
+from tests.db import assert_absent, dump_tables
 from tests.e2e.test_cli import env_for, hejcti, one_json
 from tests.fakes.sipgate import PAT, PAT_ID
 
@@ -133,21 +134,7 @@ async def test_nothing_of_sipgate_users_or_the_token_is_stored(env, sipgate_fake
         secrets += [u["firstname"], u["lastname"], u["email"]]
     secrets += [n["number"] for ns in sipgate_fake.state.numbers.values() for n in ns]
     secrets += [n["number"][2:] for ns in sipgate_fake.state.numbers.values() for n in ns]  # national digits too
-    conn = await asyncpg.connect(database_url)
-    try:
-        tables = [r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = "
-                                                             "current_schema()")]
-        assert {"accounts", "users"} <= set(tables)
-        dumped: list[object] = []
-        for table in tables:
-            dumped += [v for row in await conn.fetch(f'SELECT * FROM "{table}"') for v in row.values()]  # noqa: S608
-    finally:
-        await conn.close()
-    text = " ".join(str(v) for v in dumped if not isinstance(v, bytes))
-    blobs = [v for v in dumped if isinstance(v, bytes)]
-    for secret in secrets:
-        assert secret not in text, secret
-        assert not any(secret.encode() in b for b in blobs), secret
+    assert_absent(await dump_tables(database_url), *secrets)
     for proc in outputs:  # nor in what the commands logged
         assert PAT not in proc.stderr
 
