@@ -90,11 +90,14 @@ export function apply(state, event, now = Date.now()) {
 }
 
 /** What the card says of the CRM lookup (a message key), or null: "lookingUp" while an unresolved card waits
- * for `call.resolved`, "lookupFailed" once the call ended or the wait is over without it, "noMatch" when the CRM
- * answered and knows nobody with this number. */
-export function lookupText(card, now = Date.now()) {
+ * for `call.resolved`, "lookupFailed" once the call ended or the wait is over without it ("lookupNeedsCrmSignIn"
+ * instead when `crmState`, background.js's, says the CRM sign-in is missing or expired: no sign-in, or the
+ * session asked for one with `crm.credentials_required`), "noMatch" when the CRM answered and knows nobody with
+ * this number. */
+export function lookupText(card, now = Date.now(), crmState = null) {
   if (!card.resolved) {
-    return card.state === "ended" || now - (card.receivedAt ?? 0) >= LOOKUP_WAIT_MS ? "lookupFailed" : "lookingUp";
+    if (card.state !== "ended" && now - (card.receivedAt ?? 0) < LOOKUP_WAIT_MS) return "lookingUp";
+    return ["needed", "expired"].includes(crmState) ? "lookupNeedsCrmSignIn" : "lookupFailed";
   }
   if (card.contacts.length || card.colleague || card.anonymous || !card.number) return null;
   return "noMatch";

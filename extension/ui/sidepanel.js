@@ -144,7 +144,7 @@ function stateText(card) {
 }
 
 function showLookup(n, card) {
-  const key = lookupText(card);
+  const key = lookupText(card, Date.now(), current?.crmState);
   n.lookup.hidden = !key;
   n.lookup.textContent = key ? t(key) : "";
 }

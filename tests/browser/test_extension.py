@@ -225,7 +225,8 @@ async def test_sign_in_pop_note_renewal_and_revocation(make_harness, extension, 
     await extension.see("Your CRM sign-in has expired. Please sign in to the CRM again.")
     assert "Looking the caller up in the CRM" in await extension.card("Unknown caller")  # popped unresolved
     await h.post(acc["url"], hangup("CX3"))  # no call.resolved comes: the card stops waiting for one
-    await extension.see("The CRM did not answer, so the caller has no name.")
+    await extension.see("Sign in to your CRM to see who calls.")  # why it has no name: not "did not answer"
+    assert "The CRM did not answer" not in await extension.card("Unknown caller")
     assert "Looking the caller up" not in await extension.card("Unknown caller")
     assert [r["grant_type"] for r in oauth.state.token_requests][-1] == "refresh_token"
     await extension.shot("crm-sign-in-again")

@@ -1,6 +1,7 @@
 // calls.js, the call cards: one card a call whatever order and how often its events come.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import * as calls from "../../extension/calls.js";
 
 const JULIA = { crm: "hubspot", kind: "contact", id: "51", name: "Julia Schmidt", company: "Acme GmbH", url: "https://crm/51" };
@@ -82,6 +83,22 @@ test("call.resolved fills an unresolved card; the lookup line says what happened
   assert.equal(calls.lookupText(ended.state.cards[0], 0), "lookupFailed");
   const anonymous = play([ringing("Z", 9, { number: null, anonymous: true, contacts: [] })]);
   assert.equal(calls.lookupText(anonymous.state.cards[0], 0), null);
+});
+
+test("an unresolved card whose CRM sign-in is missing or expired says so, not that the CRM did not answer", () => {
+  const start = play([ringing("A", 1, { contacts: [], resolved: false })], calls.newCards(), 0);
+  const card = start.state.cards[0];
+  for (const crmState of ["needed", "expired"]) { // no sign-in, or the session asked crm.credentials_required
+    assert.equal(calls.lookupText(card, calls.LOOKUP_WAIT_MS, crmState), "lookupNeedsCrmSignIn");
+    assert.equal(calls.lookupText(card, 1000, crmState), "lookingUp"); // the wait is not over yet
+  }
+  for (const crmState of ["signed_in", "none", undefined]) {
+    assert.equal(calls.lookupText(card, calls.LOOKUP_WAIT_MS, crmState), "lookupFailed");
+  }
+  for (const lang of ["en", "de"]) { // the message is there in both languages
+    const messages = JSON.parse(readFileSync(new URL(`../../extension/_locales/${lang}/messages.json`, import.meta.url)));
+    assert.ok(messages.lookupNeedsCrmSignIn?.message, lang);
+  }
 });
 
 test("answered by a colleague: by someone else than the user, known from me or the one user it rang for", () => {
