@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests.db import assert_absent, dump_tables
-from tests.e2e.test_signin import REDIRECT, Browser, sipgate_settings
+from tests.sipgate_kit import REDIRECT, Browser, sipgate_settings
 
 
 @pytest.fixture

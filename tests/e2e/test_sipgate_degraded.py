@@ -6,9 +6,9 @@ internal_error); a listing costs two requests however many users; each action ha
 from __future__ import annotations
 
 from hejcti.app import SIPGATE
-from tests.e2e.test_signin import Browser, sipgate_settings
 from tests.e2e.test_sipgate_actions import connected, search
 from tests.fakes.sipgate import PAT, PAT_ID
+from tests.sipgate_kit import Browser, sipgate_settings
 
 
 async def rejected_at(h, account_id: str):
