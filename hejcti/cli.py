@@ -26,7 +26,9 @@ log = logs.get("hejcti.cli")
 SETTING_FLAGS = ("database_url", "data_dir", "host", "port", "public_url", "secret_key", "log_format", "log_level",
                  "sipgate_allowed_ips", "sipgate_signature", "trusted_proxies", "lookup_deadline_ms",
                  "retention_days", "sipgate_api_url", "sipgate_login_url", "sipgate_client_id", "sipgate_client_secret",
-                 "extension_ids", "metrics_allowed_ips")
+                 "extension_ids", "metrics_allowed_ips",
+                 *(f"{crm}_client_{part}" for crm in ("salesforce", "hubspot", "pipedrive", "zendesk")
+                   for part in ("id", "secret")))
 
 
 class Parser(argparse.ArgumentParser):
