@@ -11,7 +11,7 @@ import json
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
@@ -221,8 +221,9 @@ def duration_parts(seconds: int | None) -> tuple[int, int]:
     return total // 60, total % 60
 
 
-def parse_time(value: Any) -> datetime | None:
-    """ISO 8601 as the CRMs send it (``Z``, ``+0000``, ``.000+0000``, epoch milliseconds)."""
+def parse_time(value: Any, naive: tzinfo | None = None) -> datetime | None:
+    """ISO 8601 as the CRMs send it (``Z``, ``+0000``, ``.000+0000``, epoch milliseconds). A time without an
+    offset is in ``naive`` (default: this machine's local time)."""
     if value in (None, ""):
         return None
     if isinstance(value, int | float):
@@ -236,7 +237,9 @@ def parse_time(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.astimezone()
+    if parsed.tzinfo:
+        return parsed
+    return parsed.replace(tzinfo=naive) if naive is not None else parsed.astimezone()
 
 
 #: rate-limit window headers: when the current window ends, sent on every answer by Zendesk and Pipedrive

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +28,7 @@ from hejcti.crm.base import (
     CrmError,
     CrmPermanentError,
     LoggedRecord,
+    parse_time,
     rank,
 )
 
@@ -49,17 +50,9 @@ def _envelope(data: Any, what: str) -> Any:
     return data["data"]
 
 
-def _utc(value: Any) -> datetime | None:
-    """A call log time: ``YYYY-MM-DD HH:MM:SS`` in UTC (an ISO form with an offset is taken as it says)."""
-    try:
-        parsed = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def _digits(value: Any) -> str:
-    return "".join(ch for ch in str(value or "") if ch.isdigit()) or str(value or "")
+    """The ASCII digits of a number or duration (``phones.digits``); the value itself when it has none."""
+    return phones.digits(str(value or "")) or str(value or "")
 
 
 def _same_call(log: dict[str, Any], sent: dict[str, Any]) -> float | None:
@@ -78,7 +71,8 @@ def _same_call(log: dict[str, Any], sent: dict[str, Any]) -> float | None:
         return None
     gaps = []
     for k in ("start_time", "end_time"):
-        theirs, ours = _utc(log.get(k)), _utc(sent[k])
+        # call log times are YYYY-MM-DD HH:MM:SS in UTC (an ISO form with an offset is taken as it says)
+        theirs, ours = parse_time(log.get(k), naive=UTC), parse_time(sent[k], naive=UTC)
         if theirs is None or ours is None or abs((theirs - ours).total_seconds()) > SAME_TIME_S:
             return None
         gaps.append(abs((theirs - ours).total_seconds()))
