@@ -132,6 +132,11 @@ async def lost_create(state: FakeState, adapter: Any, record: Any, creds: Any, h
     return created
 
 
+def digits(v: Any) -> str:
+    """The digits of a stored or searched value (any script's, as a CRM's search sees them); "" for None."""
+    return "".join(ch for ch in str(v or "") if ch.isdigit())
+
+
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, text=json.dumps(data), content_type="application/json", headers=headers)
 

@@ -18,7 +18,7 @@ from typing import Any
 import phonenumbers
 from aiohttp import web
 
-from tests.fakes.base import FakeCrm, FakeState, json_response
+from tests.fakes.base import FakeCrm, FakeState, digits, json_response
 
 _ids = itertools.count(46203421009)
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "crm" / "hubspot"
@@ -26,10 +26,6 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "crm" / "hubspot"
 
 def fixture(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
-
-
-def _digits(v: Any) -> str:
-    return "".join(ch for ch in str(v or "") if ch.isdigit())
 
 
 def calculated(phone: str | None, region: str = "DE") -> str | None:
@@ -122,10 +118,10 @@ class Fake(FakeCrm):
         hits = [r for r in records if any(all(_matches(r["properties"], f) for f in g["filters"])
                                           for g in body.get("filterGroups", []))]
         if self.state.loose:
-            searched = {_digits(v)[-7:] for g in body.get("filterGroups", []) for f in g["filters"]
-                        for v in [f.get("value"), *(f.get("values") or [])] if len(_digits(v)) >= 7}
+            searched = {digits(v)[-7:] for g in body.get("filterGroups", []) for f in g["filters"]
+                        for v in [f.get("value"), *(f.get("values") or [])] if len(digits(v)) >= 7}
             hits += [r for r in records if r not in hits and any(
-                len(_digits(r["properties"].get(k))) >= 7 and _digits(r["properties"].get(k))[-7:] in searched
+                len(digits(r["properties"].get(k))) >= 7 and digits(r["properties"].get(k))[-7:] in searched
                 for k in ("phone", "mobilephone"))]
         self.state.returned += [r["id"] for r in hits]
         wanted = set(body.get("properties", [])) | {"createdate", "email", "firstname", "hs_object_id",

@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeCrm, FakeState, json_response
+from tests.fakes.base import FakeCrm, FakeState, digits, json_response
 
 _ids = (f"6a4c2e8f0b1d3f5a7c9e{i:04x}" for i in itertools.count(1))
 INFO = "Please check developers.pipedrive.com for more information about Pipedrive API."
@@ -39,16 +39,12 @@ def envelope_error(status: int, error: str, headers: dict[str, str] | None = Non
                           "additional_data": None}, status, headers)
 
 
-def _digits(v: Any) -> str:
-    return "".join(ch for ch in str(v or "") if ch.isdigit())
-
-
 def _found(stored: str, term: str, exact: bool, loose: bool) -> bool:
     if exact:
         return stored.lower() == term.lower()
     if term.lower() in stored.lower():
         return True
-    d, t = _digits(stored), _digits(term)
+    d, t = digits(stored), digits(term)
     if len(t) >= 2 and t in d:
         return True
     return loose and len(t) >= 7 and len(d) >= 7 and d[-7:] == t[-7:]

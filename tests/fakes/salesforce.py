@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeCrm, FakeState, json_response
+from tests.fakes.base import FakeCrm, FakeState, digits, json_response
 
 _ids = (f"00TDn00000AbC{i:05d}" for i in itertools.count(1))
 PHONES = ("Phone", "MobilePhone", "HomePhone", "OtherPhone")
@@ -20,10 +20,6 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "crm" / "salesforc
 
 def fixture(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
-
-
-def digits(v: str | None) -> str:
-    return "".join(ch for ch in v or "" if ch.isdigit())
 
 
 @dataclass

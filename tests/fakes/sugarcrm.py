@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeCrm, FakeState, json_response
+from tests.fakes.base import FakeCrm, FakeState, digits, json_response
 
 PHONES = {"Contacts": ["phone_work", "phone_mobile", "phone_home", "phone_other"],
           "Leads": ["phone_work", "phone_mobile", "phone_home", "phone_other"],
@@ -22,10 +22,6 @@ PHONES = {"Contacts": ["phone_work", "phone_mobile", "phone_home", "phone_other"
 INDEXED = {"id", "name", "first_name", "last_name", "assigned_user_id", "date_modified", "_acl", "_module",
            *PHONES["Contacts"], *PHONES["Accounts"]}
 ALWAYS = ("id", "date_modified", "_acl", "_module")  # returned whatever ``fields`` says (filter API help)
-
-
-def digits(v: str | None) -> str:
-    return "".join(ch for ch in v or "" if ch.isdigit())
 
 
 def _holds(value: Any, cond: Any) -> bool:

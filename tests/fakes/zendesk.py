@@ -16,13 +16,9 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeCrm, FakeState, json_response
+from tests.fakes.base import FakeCrm, FakeState, digits, json_response
 
 _ids = itertools.count(101)
-
-
-def digits(v: str | None) -> str:
-    return "".join(ch for ch in v or "" if ch.isdigit())
 
 
 @dataclass
