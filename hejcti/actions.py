@@ -19,7 +19,9 @@ Errors (each reply carries the client's ``id``): ``sipgate_not_connected``, ``si
 account does not have, a number that is not one. The last is ``bad_message`` and not a code of its own because
 the request names something that is not there for this user, just as a malformed field does: the extension has
 nothing else to do but say so, and the message says what. Besides 5.1's codes: ``busy`` (past the backlog),
-``unavailable`` (the database) and ``internal_error`` (a fault here, logged with its traceback).
+``not_found`` (the session's user is not in the connected sipgate account's listing, or the account was deleted
+meanwhile: found here, so not ``sipgate_refused``, which is sipgate's own refusal), ``unavailable`` (the
+database) and ``internal_error`` (a fault here, logged with its traceback).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from hejcti import colleagues, logs, phones, protocol
 from hejcti.config import Settings
 from hejcti.errors import DatabaseUnavailableError, NotFoundError
 from hejcti.sessions import Session
-from hejcti.sipgate import SipgateError, SipgateRefusedError
+from hejcti.sipgate import SipgateError
 from hejcti.sipgate_live import LiveUser, SipgateAccounts
 from hejcti.store import Store
 from hejcti.tasks import cancel_and_wait
@@ -116,9 +118,8 @@ class Actions:
         except SipgateError as e:
             out = e.reply()
             out.setdefault("message", str(e))
-        except NotFoundError as e:
-            out = {"type": "error", "code": "sipgate_not_connected",
-                   "message": f"the account's sipgate credential cannot be used: {e}"}
+        except NotFoundError as e:  # the account was deleted while the action ran
+            out = {"type": "error", "code": "not_found", "message": str(e)}
         except DatabaseUnavailableError:
             out = {"type": "error", "code": "unavailable", "message": "database unavailable"}
         except Exception:
@@ -208,8 +209,9 @@ class Actions:
     async def _own(self, session: Session) -> LiveUser:
         users = await self.sipgate.users(session.account_id)
         me = colleagues.find(users, session.sipgate_user)
-        if me is None:  # removed in sipgate since the token was issued
-            raise SipgateRefusedError(404, f"sipgate has no user {session.sipgate_user} in this account")
+        if me is None:  # removed in sipgate since the token was issued: found here, not sipgate's refusal
+            raise ActionError("not_found", f"the session's user {session.sipgate_user} is not a user of the "
+                                           "connected sipgate account")
         return me
 
     async def _region(self, session: Session) -> str:
