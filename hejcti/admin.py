@@ -72,9 +72,27 @@ def _user(row: Any) -> dict[str, Any]:
 
 
 class Admin:
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, sipgate: SipgateAccounts | None = None) -> None:
         self.store = store
         self.settings = settings
+        #: the process's sipgate side (the app's); without one, each call opens an HTTP session of its own
+        self.sipgate = sipgate
+
+    def _new_webhook(self, account_id: str) -> tuple[str, bytes]:
+        """A new webhook token of the account and the nonce it is derived from (``tokens.webhook_token``)."""
+        nonce = tokens.nonce()
+        return tokens.webhook_token(self.settings.resolved_secret_key(), account_id, nonce), nonce
+
+    async def _insert_account(self, *, name: str, crm: str, instance: str | None, region: str, log_calls: bool,
+                              sipgate_account: str | None = None) -> tuple[str | None, str, str]:
+        """A new account row with its webhook and admin tokens (stored as hashes): → (its id, or None when
+        ``sipgate_account`` has an account already; the webhook token; the admin token)."""
+        account_id = tokens.new_id("acc")
+        webhook, nonce = self._new_webhook(account_id)
+        admin = tokens.new()
+        made = await self.store.fetchval("account_insert", account_id, name, crm, instance, region, log_calls,
+                                         tokens.digest(webhook), nonce, tokens.digest(admin), sipgate_account)
+        return made, webhook, admin
 
     async def create_account(self, *, name: str, crm: str, crm_instance: str | None = None, region: str = "DE",
                              log_calls: bool = True) -> dict[str, Any]:
@@ -86,12 +104,8 @@ class Admin:
         instance = _check_instance(crm, crm_instance, region)
         if crm == "directory":
             log_calls = False  # a CSV file has no place for call records
-        account_id = tokens.new_id("acc")
-        nonce = tokens.nonce()
-        webhook = tokens.webhook_token(self.settings.resolved_secret_key(), account_id, nonce)
-        admin = tokens.new()
-        await self.store.fetchval("account_insert", account_id, name.strip(), crm, instance, region, log_calls,
-                                  tokens.digest(webhook), nonce, tokens.digest(admin))
+        account_id, webhook, admin = await self._insert_account(name=name.strip(), crm=crm, instance=instance,
+                                                                region=region, log_calls=log_calls)
         return {"account_id": account_id, "webhook_url": webhook_url(self.settings, webhook),
                 "webhook_token": webhook, "admin_token": admin}
 
@@ -112,8 +126,7 @@ class Admin:
         return {"account_id": account_id, "deleted": True}
 
     async def rotate_webhook(self, account_id: str) -> dict[str, Any]:
-        nonce = tokens.nonce()
-        webhook = tokens.webhook_token(self.settings.resolved_secret_key(), account_id, nonce)
+        webhook, nonce = self._new_webhook(account_id)
         if await self.store.fetchval("account_rotate_webhook", account_id, tokens.digest(webhook), nonce) is None:
             raise NotFoundError(f"no account {account_id!r}")
         return {"account_id": account_id, "webhook_url": webhook_url(self.settings, webhook),
@@ -180,9 +193,6 @@ class Admin:
         return data
 
     # -- sipgate (CONTRACT §3, §8): the CLI calls these, and the portal the same ----------------------------
-
-    #: the process's sipgate side, set by the app; without one, each call opens an HTTP session of its own
-    sipgate: SipgateAccounts | None = None
 
     async def connect_sipgate(self, account_id: str, *, token_id: str, token: str) -> dict[str, Any]:
         """Connect the account with a personal access token: checked with sipgate, stored encrypted."""
@@ -264,7 +274,7 @@ class Admin:
 
     # -- Sign in with sipgate (CONTRACT §8): the sign-in calls these; the portal and the CLI see the same rows ----
 
-    async def account_for_sipgate(self, sipgate_account: str) -> tuple[str, bool]:
+    async def account_for_sipgate(self, sipgate_account: str, region: str = "DE") -> tuple[str, bool]:
         """The account connected to sipgate account ``sipgate_account`` (``masterSipId``), made on the first
         sign-in of one of its admins: with no CRM yet (kind ``none``: finds nobody, logs no calls) until the
         portal sets one. Its webhook and admin tokens are made as ``create_account`` makes them and shown to
@@ -273,12 +283,8 @@ class Admin:
             found = await self.store.fetchval("account_by_sipgate", sipgate_account)
             if found is not None:
                 return found, False
-            account_id = tokens.new_id("acc")
-            nonce = tokens.nonce()
-            webhook = tokens.webhook_token(self.settings.resolved_secret_key(), account_id, nonce)
-            made = await self.store.fetchval("account_insert_for_sipgate", account_id, f"sipgate {sipgate_account}",
-                                             tokens.digest(webhook), nonce, tokens.digest(tokens.new()),
-                                             sipgate_account)
+            made, _, _ = await self._insert_account(name=f"sipgate {sipgate_account}", crm="none", instance=None,
+                                                    region=region, log_calls=False, sipgate_account=sipgate_account)
             if made is not None:
                 return made, True
         raise NotFoundError(f"no account for sipgate account {sipgate_account!r}")  # pragma: no cover

@@ -45,9 +45,11 @@ SELECT e.id, e.account_id, e.call_id, e.event, e.data, e.received_at AS at
  ORDER BY e.id;
 
 -- name: account_insert
+-- $10: the sipgate account it is connected to (a sign-in's), else NULL; NULL when that one has an account already.
 INSERT INTO accounts (id, name, crm_kind, crm_instance, region, log_calls, webhook_token_hash, webhook_nonce,
-                      admin_token_hash)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                      admin_token_hash, sipgate_account_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+ON CONFLICT (sipgate_account_id) WHERE sipgate_account_id IS NOT NULL DO NOTHING
 RETURNING id;
 
 -- name: account_get
@@ -271,14 +273,6 @@ RETURNING browser_hash, verifier, purpose, redirect_uri, created_at > now() - ma
 
 -- name: signin_states_purge
 DELETE FROM signin_states WHERE created_at <= now() - make_interval(secs => $1);
-
--- name: account_insert_for_sipgate
--- The account of a sipgate account's first admin sign-in (no CRM yet); NULL when one exists already.
-INSERT INTO accounts (id, name, crm_kind, crm_instance, region, log_calls, webhook_token_hash, webhook_nonce,
-                      admin_token_hash, sipgate_account_id)
-VALUES ($1, $2, 'none', NULL, 'DE', false, $3, $4, $5, $6)
-ON CONFLICT (sipgate_account_id) WHERE sipgate_account_id IS NOT NULL DO NOTHING
-RETURNING id;
 
 -- name: account_by_sipgate_connected
 SELECT id, sipgate_credential IS NOT NULL AS connected FROM accounts WHERE sipgate_account_id = $1;

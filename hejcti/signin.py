@@ -197,9 +197,7 @@ class SignIn:
         return dataclasses.replace(credential, owner=info.sub), client, info
 
     async def _admin(self) -> Admin:
-        admin = Admin(self._store(), self.settings)
-        admin.sipgate = self._sipgate()
-        return admin
+        return Admin(self._store(), self.settings, self._sipgate())
 
     async def _portal(self, request: web.Request, credential: Credential, client: SipgateClient,
                       info: UserInfo) -> web.Response:

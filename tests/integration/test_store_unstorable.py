@@ -11,7 +11,7 @@ from hejcti.store import Store
 
 
 def account(name: str) -> tuple:
-    return ("acc_unstorable", name, "hubspot", None, "DE", True, b"w" * 32, b"n" * 16, b"a" * 32)
+    return ("acc_unstorable", name, "hubspot", None, "DE", True, b"w" * 32, b"n" * 16, b"a" * 32, None)
 
 
 @pytest.mark.parametrize("name", ["\ud800", "x\udcffy", "nul\x00"])
