@@ -19,7 +19,7 @@ import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 
-from hejcti import db, demo_sipgate, simulate
+from hejcti import connections, db, demo_sipgate, simulate
 from hejcti.admin import Admin
 from hejcti.app import LISTENER, create_app
 from hejcti.config import Settings
@@ -48,13 +48,15 @@ async def demo(settings: Settings, quiet: bool = False, keep: bool = False) -> d
     settings.sipgate_signature = "off"  # the demo's pushes come from us, unsigned; real sipgate signs them
     embedded = db.Embedded(settings.data_dir) if settings.embedded else None
     url = await asyncio.to_thread(db.database_url, settings, embedded)
-    runner: web.AppRunner | None = None
+    runner: connections.Runner | None = None
     simulated: web.AppRunner | None = None
     try:
         if keep:
             simulated = await _simulated_sipgate(settings)
         await db.migrate(url)
-        runner = web.AppRunner(create_app(settings, url), access_log=None, shutdown_timeout=5)
+        # the server as ``hejcti serve`` runs it (header, body and connection-cap guards): --keep stays up for long
+        connections.raise_file_limit()
+        runner = connections.Runner(create_app(settings, url), settings, access_log=None, shutdown_timeout=5)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         base = f"http://127.0.0.1:{runner.addresses[0][1]}"

@@ -11,14 +11,19 @@ import signal
 import sys
 
 from tests.e2e.test_cli import ROOT, env_for
+from tests.e2e.test_exhaustion import closed_by_server, connect
 from tests.portal_kit import browser
+
+
+async def demo_keep(env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "hejcti.cli", "demo", "--keep", "--json",
+                                                env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
 
 
 async def test_demo_keep_walks_through_the_portal(database_url, tmp_path, pool):
     env = env_for(database_url, tmp_path)
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "hejcti.cli", "demo", "--keep", "--json",
-                                                env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
+    proc = await demo_keep(env)
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), 60)
         facts = json.loads(line)
@@ -44,3 +49,19 @@ async def test_demo_keep_walks_through_the_portal(database_url, tmp_path, pool):
         await asyncio.wait_for(proc.wait(), 30)
     assert proc.returncode == 0, (await proc.stderr.read()).decode()[-2000:]
     assert await pool.fetchval("SELECT count(*) FROM accounts WHERE id = $1", facts["account_id"]) == 0
+
+
+async def test_the_kept_demo_guards_its_connections_as_serve_does(database_url, tmp_path):
+    """It runs for as long as a newcomer clicks around: a client that never finishes its headers is closed after
+    HEADER_TIMEOUT_S, as by ``hejcti serve`` (connections.Runner), not held open forever."""
+    proc = await demo_keep(env_for(database_url, tmp_path, HEJCTI_HEADER_TIMEOUT_S="0.5"))
+    try:
+        facts = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
+        reader, writer = await connect(facts["portal"].removesuffix("/portal"))
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # the blank line never comes
+        await closed_by_server((reader, writer))  # fails if still open after a generous wait
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
+    assert proc.returncode == 0, (await proc.stderr.read()).decode()[-2000:]
