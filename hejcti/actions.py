@@ -32,7 +32,7 @@ from typing import Any
 
 from hejcti import colleagues, logs, phones, protocol
 from hejcti.config import Settings
-from hejcti.errors import DatabaseUnavailableError, NotFoundError
+from hejcti.errors import DatabaseUnavailableError, HejctiError, NotFoundError
 from hejcti.sessions import Session
 from hejcti.sipgate import SipgateError
 from hejcti.sipgate_live import LiveUser, SipgateAccounts
@@ -44,7 +44,7 @@ log = logs.get("hejcti.actions")
 Action = protocol.Me | protocol.DirectorySearch | protocol.CallDial | protocol.CallTransfer | protocol.CallHangup
 
 
-class ActionError(Exception):
+class ActionError(HejctiError):
     """An action refused before sipgate is asked: the ``error`` reply's code and message."""
 
     def __init__(self, code: str, message: str) -> None:

@@ -35,7 +35,7 @@ import aiohttp
 from aiohttp import web
 
 from hejcti import logs, tokens
-from hejcti.errors import DatabaseUnavailableError
+from hejcti.errors import DatabaseUnavailableError, HejctiError
 from hejcti.redirects import check_redirect_uri, error_code, plain
 
 log = logs.get("hejcti.crm_oauth")
@@ -66,7 +66,7 @@ VENDORS = {
 }
 
 
-class RefusedError(Exception):
+class RefusedError(HejctiError):
     """A request this flow cannot take: the HTTP status, and a short reason for the page and the log."""
 
     def __init__(self, status: int, reason: str) -> None:

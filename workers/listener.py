@@ -170,7 +170,7 @@ class Listener:
     def _revoke(self, r: Revocation) -> None:
         assert self._hub is not None
         n = self._hub.revoke(r)
-        log.info("sessions.revoked", account=r.account_id, user_id=r.user_id, sessions=n)
+        log.info("listener.revocation", account=r.account_id, user_id=r.user_id, sessions=n)
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         try:
