@@ -251,6 +251,12 @@ class Hub:
     def __len__(self) -> int:
         return len(self._all)
 
+    def counts_by_user(self) -> dict[str, int]:
+        """{user id: open sessions} of this process, for each user with one (closed sessions not yet removed do
+        not count): what the presence writer reports. A new dict, the hub's index is not handed out."""
+        counts = {uid: sum(1 for s in group if not s.closed) for uid, group in self._by_uid.items()}
+        return {uid: n for uid, n in counts.items() if n}
+
     def sessions_for(self, account_id: str, users: Iterable[str],
                      recipients: Iterable[str] | None = None) -> list[Session]:
         """The open sessions an event is for. ``recipients``: the user ids the event was addressed to when it

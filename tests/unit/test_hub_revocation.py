@@ -90,3 +90,20 @@ async def test_more_revocations_during_a_check_than_are_remembered_make_the_sess
         hub.revoke(Revocation(user_id=f"usr_other{i}"))
     assert hub.add(session("usr_1", b"t"), since) is True
     assert hub.add(session("usr_2", b"t"), hub.mark()) is False
+
+
+async def test_counts_by_user_are_the_open_sessions_of_each_user():
+    hub = Hub(Metrics())
+    assert hub.counts_by_user() == {}
+    a1, a2, b, gone = (session("usr_1", b"a"), session("usr_1", b"a2"), session("usr_2", b"b"),
+                       session("usr_3", b"c"))
+    for s in (a1, a2, b, gone):
+        hub.add(s)
+    assert hub.counts_by_user() == {"usr_1": 2, "usr_2": 1, "usr_3": 1}
+    await a2.close(4001)  # closed (as a slow reader is), not yet removed from the hub
+    hub.remove(gone)
+    assert a2.closed and len(hub) == 3
+    counts = hub.counts_by_user()
+    assert counts == {"usr_1": 1, "usr_2": 1}
+    counts["usr_1"] = 99  # a copy: the caller cannot change the hub
+    assert hub.counts_by_user() == {"usr_1": 1, "usr_2": 1}
