@@ -31,12 +31,11 @@ class Presence:
 
     def local(self, user_ids: Iterable[str]) -> dict[str, int]:
         """This process's open sessions of each of ``user_ids``."""
-        by_uid = self.hub._by_uid  # noqa: SLF001  (the hub indexes sessions by user id; read, never changed)
-        return {uid: sum(1 for s in by_uid.get(uid, ()) if not s.closed) for uid in user_ids}
+        counts = self.hub.counts_by_user()
+        return {uid: counts.get(uid, 0) for uid in user_ids}
 
     def _all_local(self) -> dict[str, int]:
-        counts = self.local(list(self.hub._by_uid))  # noqa: SLF001
-        return {uid: n for uid, n in counts.items() if n > 0}
+        return self.hub.counts_by_user()
 
     async def write(self, store: Store) -> None:
         counts = self._all_local()
