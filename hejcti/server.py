@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,8 @@ async def serve(settings: Settings, role: Role = "all", ready: asyncio.Event | N
                 on_started: Callable[[dict[str, Any]], None] | None = None) -> None:
     if not settings.embedded:
         settings.resolved_secret_key()  # required with DATABASE_URL: refuse to start without it
+    # the port first: a busy one is one line, before the database, the pools or the listener start (and log)
+    sock = listen_socket(settings.host, settings.port)
     embedded = db.Embedded(settings.data_dir) if settings.embedded else None
     try:
         url = await asyncio.to_thread(db.database_url, settings, embedded)
@@ -30,12 +33,8 @@ async def serve(settings: Settings, role: Role = "all", ready: asyncio.Event | N
         connections.raise_file_limit()
         runner = connections.Runner(app, settings, handle_signals=False, shutdown_timeout=10, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError:  # a busy port: close what start-up opened (pools, the HTTP client), so the error is one line
-            await runner.cleanup()
-            raise
+        site = web.SockSite(runner, sock)
+        await site.start()
         port = runner.addresses[0][1] if runner.addresses else settings.port
         if settings.port == 0:  # the base URL (printed, handed to sipgate for onAnswer/onHangup) names the bound port
             settings.port = port
@@ -59,5 +58,28 @@ async def serve(settings: Settings, role: Role = "all", ready: asyncio.Event | N
         await runner.cleanup()
         log.info("server.stopped")
     finally:
+        sock.close()
         if embedded is not None:
             embedded.stop()
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on HOST:PORT (its first address), or an OSError that says which and why in one line."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(1024)
+    except OSError as e:
+        sock.close()
+        reason = (e.strerror or str(e)).lower()
+        raise OSError(e.errno, f"error while attempting to bind on address {address[:2]!r}: {reason}") from None
+    sock.setblocking(False)
+    return sock
