@@ -334,9 +334,15 @@ SELECT least(count(*), 100) FROM (SELECT 1 FROM calls WHERE account_id = $1 LIMI
 
 -- name: calls_popped
 -- Ring-to-pop of calls whose ringing went out, batched by the fan-out: the first (smallest) per call wins.
+-- One primary-key probe per popped call whatever the table's size (a plain join on the keys hashed a seq scan of
+-- all calls): the LATERAL probe locks the row's newest version (FOR UPDATE), so its ctid is still the row to update
+-- when a concurrent write to the same call came first; the keys are sorted so two writers lock in one order.
 UPDATE calls c SET pop_ms = least(coalesce(c.pop_ms, p.ms), p.ms), pop_resolved = coalesce(c.pop_resolved, p.resolved)
-  FROM unnest($1::text[], $2::text[], $3::int[], $4::boolean[]) AS p(account_id, call_id, ms, resolved)
- WHERE c.account_id = p.account_id AND c.call_id = p.call_id;
+  FROM (SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::boolean[]) AS u(account_id, call_id, ms, resolved)
+         ORDER BY 1, 2) p
+  CROSS JOIN LATERAL (SELECT x.ctid FROM calls x WHERE x.account_id = p.account_id AND x.call_id = p.call_id
+                         FOR UPDATE) k
+ WHERE c.ctid = k.ctid;
 
 -- name: session_presence_write
 -- One process's open sessions per user, in one statement: its rows of users without sessions go, the others are
