@@ -412,3 +412,10 @@ CREATE TABLE IF NOT EXISTS session_presence (
     PRIMARY KEY (process_id, user_id)
 );
 CREATE INDEX IF NOT EXISTS session_presence_user ON session_presence (user_id);
+-- One heartbeat per worker process (its presence writer refreshes it every PRESENCE_INTERVAL_S): the process's
+-- session_presence rows are written only when its counts change, so readers count a process's rows only while its
+-- heartbeat is fresh (three intervals), and writers purge the rows of processes whose heartbeat went stale.
+CREATE TABLE IF NOT EXISTS session_presence_processes (
+    process_id  text PRIMARY KEY,               -- proc_…, as in session_presence
+    seen_at     timestamptz NOT NULL DEFAULT now()
+);

@@ -345,20 +345,38 @@ UPDATE calls c SET pop_ms = least(coalesce(c.pop_ms, p.ms), p.ms), pop_resolved 
  WHERE c.ctid = k.ctid;
 
 -- name: session_presence_write
--- One process's open sessions per user, in one statement: its rows of users without sessions go, the others are
--- written; rows of other processes not refreshed for $4 seconds (a process that stopped) are purged.
-WITH gone AS (DELETE FROM session_presence WHERE process_id = $1 AND NOT (user_id = ANY($2::text[]))),
+-- One process's changes since its last write, in one statement: its heartbeat ($1) is refreshed, the users whose
+-- counts changed ($2, $3) upserted, those down to no session ($4) deleted; processes whose heartbeat is older
+-- than $5 seconds (stopped without leaving) are purged with their rows. Returns whether the heartbeat was new
+-- (the first write, or one after this process was purged as stale: then it must write all its counts).
+WITH beat AS (INSERT INTO session_presence_processes (process_id, seen_at) VALUES ($1, now())
+                ON CONFLICT (process_id) DO UPDATE SET seen_at = EXCLUDED.seen_at
+                RETURNING xmax = 0 AS new),
+     gone AS (DELETE FROM session_presence WHERE process_id = $1 AND user_id = ANY($4::text[])),
      kept AS (INSERT INTO session_presence (process_id, user_id, sessions, seen_at)
               SELECT $1, p.user_id, p.n, now() FROM unnest($2::text[], $3::int[]) AS p(user_id, n)
-              ON CONFLICT (process_id, user_id) DO UPDATE SET sessions = EXCLUDED.sessions, seen_at = EXCLUDED.seen_at)
-DELETE FROM session_presence WHERE process_id <> $1 AND seen_at < now() - make_interval(secs => $4);
+              ON CONFLICT (process_id, user_id) DO UPDATE SET sessions = EXCLUDED.sessions, seen_at = EXCLUDED.seen_at),
+     dead AS (DELETE FROM session_presence_processes
+               WHERE process_id <> $1 AND seen_at < now() - make_interval(secs => $5) RETURNING process_id),
+     purged AS (DELETE FROM session_presence WHERE process_id IN (SELECT process_id FROM dead))
+SELECT new FROM beat;
+
+-- name: session_presence_orphans_purge
+-- At a writer's start: rows of processes that have no heartbeat at all (written before heartbeats, or left by a
+-- purge that raced a write) and were not refreshed for $1 seconds. A seq scan, once per process start.
+DELETE FROM session_presence p
+ WHERE p.seen_at < now() - make_interval(secs => $1)
+   AND NOT EXISTS (SELECT 1 FROM session_presence_processes h WHERE h.process_id = p.process_id);
 
 -- name: session_presence_leave
+WITH beat AS (DELETE FROM session_presence_processes WHERE process_id = $1)
 DELETE FROM session_presence WHERE process_id = $1;
 
 -- name: session_presence_of_account
--- The portal's Users page: open sessions per user of an account on the other processes (fresh rows only).
+-- The portal's Users page: open sessions per user of an account on the other processes whose heartbeat is fresh.
 SELECT p.user_id, sum(p.sessions)::int AS sessions
-  FROM session_presence p JOIN users u ON u.id = p.user_id
- WHERE u.account_id = $1 AND p.process_id <> $2 AND p.seen_at >= now() - make_interval(secs => $3)
+  FROM session_presence p
+  JOIN session_presence_processes h ON h.process_id = p.process_id
+  JOIN users u ON u.id = p.user_id
+ WHERE u.account_id = $1 AND p.process_id <> $2 AND h.seen_at >= now() - make_interval(secs => $3)
  GROUP BY p.user_id;

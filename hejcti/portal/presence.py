@@ -1,8 +1,9 @@
 """Open extension sessions per user across processes (CONTRACT §7: several processes share one database), for
-the portal's Users page. Off the hot path: each worker process writes its hub's counts into ``session_presence``
-every ``interval`` seconds in one statement, and removes its rows when it stops. A reader adds the fresh rows
-of the other processes (refreshed within three intervals) to its own hub's live counts; rows of a process that
-died go stale, are ignored, and are purged by the next writer."""
+the portal's Users page. Off the hot path: each worker process writes, every ``interval`` seconds, one statement
+with its heartbeat and only the counts that changed since its last write (kept here), and removes its rows when it
+stops. A reader adds the rows of the other processes whose heartbeat is fresh (within three intervals) to its own
+hub's live counts; rows of a process that died are ignored once its heartbeat goes stale, and purged by the next
+writer."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class Presence:
         self.interval = interval
         self.process_id = tokens.new_id("proc")
         self._task: asyncio.Task[None] | None = None
+        self._written: dict[str, int] | None = None  # the counts of the last write; None: nothing written yet
 
     @property
     def stale_after_s(self) -> float:
@@ -38,9 +40,18 @@ class Presence:
         return self.hub.counts_by_user()
 
     async def write(self, store: Store) -> None:
-        counts = self._all_local()
-        await store.execute("session_presence_write", self.process_id, list(counts), list(counts.values()),
-                            self.stale_after_s)
+        """The heartbeat, and the counts that changed since the last write (all of them at the first)."""
+        if self._written is None:
+            await store.execute("session_presence_orphans_purge", self.stale_after_s)
+        counts, before = self._all_local(), self._written or {}
+        changed = {uid: n for uid, n in counts.items() if before.get(uid) != n}
+        gone = [uid for uid in before if uid not in counts]
+        new = await store.fetchval("session_presence_write", self.process_id, list(changed), list(changed.values()),
+                                   gone, self.stale_after_s)
+        if new and self._written is not None:  # purged as stale meanwhile (a long pause): its rows went with it
+            await store.fetchval("session_presence_write", self.process_id, list(counts), list(counts.values()),
+                                 [], self.stale_after_s)
+        self._written = counts
 
     async def counts(self, store: Store, account_id: str, user_ids: Iterable[str]) -> dict[str, int]:
         """Open sessions per user of the account: this process's, live, and the other processes' last writes."""
@@ -62,6 +73,7 @@ class Presence:
         with contextlib.suppress(DatabaseUnavailableError, TimeoutError):  # a hung database must not hold the exit
             async with asyncio.timeout(2):
                 await store.execute("session_presence_leave", self.process_id)
+        self._written = None
 
     async def _run(self, store: Store) -> None:
         while True:
