@@ -1,6 +1,6 @@
 """The portal (CONTRACT §9): server-rendered pages where a company's admin sets the CRM, connects sipgate's
-webhooks, maps the users and reads the last calls. A sub-application at ``/portal`` (its middleware gives every
-response the security headers), Jinja templates, one CSS file and one small script; every form works without
+webhooks, maps the users and reads the last calls. A sub-application at ``/portal`` (a guard around each of its
+handlers gives every response the security headers; no middleware, which would cost every request of the app), Jinja templates, one CSS file and one small script; every form works without
 JavaScript. The pages call the account and user functions the CLI calls (hejcti/admin.py).
 
 Pages: ``/portal/signin``, ``/portal/account`` (Konto), ``/portal/users`` (Benutzer), ``/portal/calls``
@@ -23,13 +23,14 @@ from hejcti.portal.common import (
     PREFIX,
     Deps,
     context,
-    middleware,
+    guard,
     posted,
     refusal_keys,
     refusal_page,
     render,
     see_other,
     start_session,
+    unrouted,
 )
 from hejcti.websession import LANGUAGES, WebSessions
 
@@ -117,7 +118,7 @@ def setup(app: web.Application, sessions: WebSessions) -> None:
     """Mount the portal at /portal on ``app`` (the main application, whose keys it reads at request time)."""
     from hejcti.app import HTTP, HUB, PRESENCE, SETTINGS, SIPGATE, STORE  # noqa: I001  (app imports this first)
 
-    portal = web.Application(middlewares=[middleware])
+    portal = web.Application()
     portal[DEPS] = Deps(settings=app[SETTINGS], sessions=sessions, store=lambda: app[STORE],
                         sipgate=lambda: app[SIPGATE], hub=lambda: app[HUB], http=lambda: app[HTTP],
                         presence=lambda: app[PRESENCE])
@@ -125,7 +126,7 @@ def setup(app: web.Application, sessions: WebSessions) -> None:
         aiohttp_jinja2.setup(where, loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
     app[DEPS] = portal[DEPS]
-    r = portal.router
+    r = web.UrlDispatcher()  # the routes are gathered here, then each goes to the portal with its handler guarded
     r.add_get("", home)
     r.add_get("/", home)
     r.add_get("/signin", signin_page)
@@ -137,5 +138,7 @@ def setup(app: web.Application, sessions: WebSessions) -> None:
     account.routes(r)
     users.routes(r)
     calls.routes(r)
+    for route in r.routes():
+        portal.router.add_route(route.method, route.resource.canonical if route.resource else "", guard(route.handler))
+    portal.router.add_route("*", "/{tail:.*}", guard(unrouted))  # last: what no route above serves
     app.add_subapp(PREFIX, portal)
-

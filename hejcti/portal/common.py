@@ -1,5 +1,6 @@
 """What every portal page shares: the request's session and language, the message catalogs, rendering, CSRF,
-and the headers and error pages every portal response gets (a middleware of the portal's sub-application).
+and the headers and error pages every portal response gets (``guard``, around each portal handler: a middleware
+of the portal's sub-application would make aiohttp run middleware machinery for every request of the whole app).
 
 The session is the sign-in's encrypted cookie (websession.py). The portal keeps three more things in it: the
 chosen language, the CSRF token of a browser not signed in yet (its sign-in form is a POST too), and a CRM
@@ -8,6 +9,7 @@ access token the admin gave for this browser session. Nothing of it is stored on
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import secrets
@@ -216,25 +218,43 @@ async def _gone(request: web.Request) -> web.Response | None:
         return response
 
 
-@web.middleware
-async def middleware(request: web.Request,
-                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Every portal response gets the security headers; failures become a page in the request's language."""
-    try:
-        response = await handler(request)
-    except web.HTTPRedirection as e:
-        response = see_other(e.location)
-    except web.HTTPException as e:
-        response = await error_page(request, e.status, e.reason)
-    except NotFoundError:
-        response = await _gone(request) or await error_page(request, 404)
-    except BadRequestError as e:  # input the store cannot keep (a NUL): the user's error, not the server's
-        log.info("portal.bad_request", path=request.path, error=type(e).__name__)
-        response = await error_page(request, 400)
-    except DatabaseUnavailableError:
-        log.warning("portal.database_unavailable", path=request.path)
-        response = await error_page(request, 503)
-    if response.prepared:  # a streamed download (the export): its headers went out with it
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def guard(handler: Handler) -> Handler:
+    """``handler`` as a portal route runs it: its response gets the security headers, its failures become a page
+    in the request's language."""
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPRedirection as e:
+            response = see_other(e.location)
+        except web.HTTPException as e:
+            response = await error_page(request, e.status, e.reason)
+        except NotFoundError:
+            response = await _gone(request) or await error_page(request, 404)
+        except BadRequestError as e:  # input the store cannot keep (a NUL): the user's error, not the server's
+            log.info("portal.bad_request", path=request.path, error=type(e).__name__)
+            response = await error_page(request, 400)
+        except DatabaseUnavailableError:
+            log.warning("portal.database_unavailable", path=request.path)
+            response = await error_page(request, 503)
+        if response.prepared:  # a streamed download (the export): its headers went out with it
+            return response
+        response.headers.update(HEADERS)
         return response
-    response.headers.update(HEADERS)
-    return response
+
+    return guarded
+
+
+async def unrouted(request: web.Request) -> web.StreamResponse:
+    """A portal path no route serves (the last route, guarded): 405 where another method would, else 404."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is not request.match_info.route.resource:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
