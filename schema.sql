@@ -402,8 +402,9 @@ CREATE INDEX IF NOT EXISTS signin_states_created ON signin_states (created_at);
 ALTER TABLE calls ADD COLUMN IF NOT EXISTS pop_ms integer;
 ALTER TABLE calls ADD COLUMN IF NOT EXISTS pop_resolved boolean;
 -- Open extension sessions per user and process (the portal's Users page counts them across processes, CONTRACT
--- §7): each worker process writes its hub's counts every PRESENCE_INTERVAL_S in one statement; rows not
--- refreshed for three intervals are of a process that stopped, ignored by readers and purged by the writers.
+-- §7): each worker process writes the counts that changed since its last write every PRESENCE_INTERVAL_S, in one
+-- statement with its heartbeat (session_presence_processes); rows of a process whose heartbeat is older than three
+-- intervals are of a process that stopped, ignored by readers and purged by the writers.
 CREATE TABLE IF NOT EXISTS session_presence (
     process_id  text NOT NULL,                  -- proc_…, new at each start
     user_id     text NOT NULL,
