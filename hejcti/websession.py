@@ -85,7 +85,11 @@ class WebSessions:
         """The request's session; None without one, or when it does not decrypt or is over 8 hours old."""
         if COOKIE not in request.cookies:
             return None
-        session = await self.storage().load_session(request)
+        return self.read(await self.storage().load_session(request))
+
+    def read(self, session: Session) -> WebSession | None:
+        """The signed-in session held in an already loaded cookie session; None for an empty, foreign or
+        expired one."""
         try:
             ws = WebSession(account_id=str(session["account_id"]), sipgate_user=session.get("sipgate_user"),
                             admin=bool(session.get("admin")), csrf=str(session["csrf"]),

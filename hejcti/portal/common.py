@@ -60,14 +60,11 @@ class Deps:
     sessions: WebSessions
     store: Callable[[], Any]
     sipgate: Callable[[], Any]
-    hub: Callable[[], Any]
     http: Callable[[], Any]
     presence: Callable[[], Any]
 
     def admin(self) -> Admin:
-        admin = Admin(self.store(), self.settings)
-        admin.sipgate = self.sipgate()
-        return admin
+        return Admin(self.store(), self.settings, sipgate=self.sipgate())
 
 
 DEPS = web.AppKey("portal_deps", Deps)
@@ -102,8 +99,8 @@ class Ctx:
 async def context(request: web.Request) -> Ctx:
     deps = request.config_dict[DEPS]
     storage = deps.sessions.storage()
-    raw = await storage.load_session(request)
-    signed = await deps.sessions.load(request)
+    raw = await storage.load_session(request)  # decrypted once: the signed-in part is read from the same session
+    signed = deps.sessions.read(raw)
     chosen = raw.get("lang")
     return Ctx(request, deps, raw, signed, chosen if chosen in LANGUAGES else language(request))
 
