@@ -116,11 +116,11 @@ async def static(request: web.Request) -> web.Response:
 
 def setup(app: web.Application, sessions: WebSessions) -> None:
     """Mount the portal at /portal on ``app`` (the main application, whose keys it reads at request time)."""
-    from hejcti.app import HTTP, HUB, PRESENCE, SETTINGS, SIPGATE, STORE  # noqa: I001  (app imports this first)
+    from hejcti.app import HTTP, PRESENCE, SETTINGS, SIPGATE, STORE  # noqa: I001  (app imports this first)
 
     portal = web.Application()
     portal[DEPS] = Deps(settings=app[SETTINGS], sessions=sessions, store=lambda: app[STORE],
-                        sipgate=lambda: app[SIPGATE], hub=lambda: app[HUB], http=lambda: app[HTTP],
+                        sipgate=lambda: app[SIPGATE], http=lambda: app[HTTP],
                         presence=lambda: app[PRESENCE])
     for where in (portal, app):  # the main app's too: the sign-in's refusals (/auth/sipgate) are portal pages
         aiohttp_jinja2.setup(where, loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
